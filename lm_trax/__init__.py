@@ -1,0 +1,40 @@
+"""lm_trax: neural language models in Trax.
+
+Data flow, one module per arrow:
+
+  text (corpora) -> vocabulary (vocab) -> streams/batches (data) -> model
+  (models, layers) -> trax Loop: train/eval, checkpoints (training) ->
+  perplexity -> samples
+
+Importing lm_trax applies the fixes trax 1.4.1 needs on current JAX (compat)
+and registers everything configurable with gin, here and only here.
+"""
+
+from lm_trax import compat
+
+compat.apply()
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import gin
+from gin import config as _gin_config
+
+# trax registers gin configurables under names lm_trax defines too, which would
+# make `train.n_steps = 30` or `GRULM.d_model = 512` ambiguous. lm_trax never
+# uses these trax functions, so their registrations are dropped.
+_SHADOWED_TRAX_CONFIGURABLES = (
+    'trax.supervised.trainer_lib.train',
+    'trax.models.GRULM',
+    'trax.models.RNNLM',
+)
+for _selector in _SHADOWED_TRAX_CONFIGURABLES:
+  if _selector in _gin_config._REGISTRY:  # pylint: disable=protected-access
+    _gin_config._REGISTRY.pop(_selector)  # pylint: disable=protected-access
+
+from lm_trax import corpora  # Corpus
+from lm_trax import data  # Batching
+from lm_trax import models
+from lm_trax import schedules  # constant_lr, epoch_decay
+from lm_trax import training  # train
+
+for _model in (models.NPLM, models.LSTMLM, models.GRULM, models.RNNLM):
+  gin.external_configurable(_model, module='lm_trax')

@@ -1,0 +1,187 @@
+"""Makes trax 1.4.1 work on current JAX, and keeps its imports quiet.
+
+Everything lm_trax changes in its dependencies lives in this one module and is
+applied once, by `apply()`, when `lm_trax` is imported -- before trax is.
+
+Fixes (each has a test in tests/test_compat.py that shows the breakage):
+
+  (a) trax.fastmath.numpy.tree_unflatten compares a subtree with ``in``, i.e.
+      with ``==``; a jax.Array compared with ``()`` now raises TypeError, so
+      resuming a Loop from its checkpoint fails. We compare leaves by identity
+      or structure instead (trax.fastmath.tree_unflatten is the same function).
+  (b) Multi-device training: jax.device_put_replicated is gone (trax calls it in
+      tl.for_n_devices), and tl.on_cpu moves arrays sharded over several devices
+      onto one, which pmap then rejects. We replicate through a NamedSharding,
+      and leave multi-device arrays where they are.
+  (c) trax.trainer imports ``jax.lib.xla_extension``, which no longer exists;
+      its distributed-runtime functions now live in jax's ``_jax`` extension,
+      which we register under the old name.
+
+Quiet imports: no gym banner, no TensorFlow C++ start-up lines, no warnings that
+trax raises on today's JAX for things lm_trax cannot change.
+"""
+
+import contextlib
+import os
+import sys
+import warnings
+
+_APPLIED = False
+
+# Saved originals, so tests can show what breaks without the fixes.
+ORIGINALS = {}
+
+
+@contextlib.contextmanager
+def _stderr_fd_silenced():
+  """Redirects file descriptor 2 (C++ logging bypasses sys.stderr)."""
+  try:
+    sys.stderr.flush()
+    saved = os.dup(2)
+  except (OSError, ValueError):  # No real fd 2 (e.g. captured stderr).
+    yield
+    return
+  devnull = os.open(os.devnull, os.O_WRONLY)
+  try:
+    os.dup2(devnull, 2)
+    yield
+  finally:
+    os.dup2(saved, 2)
+    os.close(saved)
+    os.close(devnull)
+
+
+def _quiet_imports():
+  """Imports TensorFlow and trax once, with their start-up noise dropped."""
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+  os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
+  # gym prints a 4-line banner from gym_notices; trax imports gym through
+  # trax.supervised.callbacks -> trax.rl. gym imports fine without it.
+  sys.modules.setdefault('gym_notices', None)
+  warnings.filterwarnings(
+      'ignore', message='GzipFile was opened for writing', category=FutureWarning)
+  warnings.filterwarnings('ignore', module=r'gym(\.|$)')
+  warnings.filterwarnings('ignore', message=r'.*jax\.host_count.*')
+  warnings.filterwarnings('ignore', message=r'.*jax\.process_count has been renamed.*')
+  with _stderr_fd_silenced():
+    import tensorflow  # pylint: disable=unused-import,g-import-not-at-top
+    tensorflow.get_logger().setLevel('ERROR')
+    import trax  # pylint: disable=unused-import,g-import-not-at-top
+  # trax calls the deprecated alias jax.host_count(); give it the new name.
+  import jax  # pylint: disable=g-import-not-at-top
+  jax.host_count = jax.process_count
+
+
+# (a) ------------------------------------------------------------------------
+
+def _in_by_identity(tree, candidates):
+  """``tree in candidates`` without calling Array.__eq__ on arrays."""
+  for candidate in candidates:
+    if tree is candidate:
+      return True
+    if isinstance(tree, (tuple, list, dict)) and type(tree) is type(candidate):
+      try:
+        if tree == candidate:  # Only containers: () == (), {} == {}.
+          return True
+      except (TypeError, ValueError):
+        continue
+  return False
+
+
+def tree_unflatten(flat, tree, copy_from_tree=None):
+  """trax.fastmath.numpy.tree_unflatten, safe for jax.Array leaves."""
+  if copy_from_tree is not None and _in_by_identity(tree, copy_from_tree):
+    return tree, flat
+  if isinstance(tree, (list, tuple)):
+    new_tree, rest = [], flat
+    for t in tree:
+      new_t, rest = tree_unflatten(rest, t, copy_from_tree=copy_from_tree)
+      new_tree.append(new_t)
+    new_tree = tuple(new_tree) if isinstance(tree, tuple) else new_tree
+    return new_tree, rest
+  if isinstance(tree, dict):
+    new_tree, rest = {}, flat
+    for k in tree:
+      new_v, rest = tree_unflatten(rest, tree[k], copy_from_tree=copy_from_tree)
+      new_tree[k] = new_v
+    return new_tree, rest
+  return flat[0], flat[1:]
+
+
+def _fix_tree_unflatten():
+  from trax import fastmath  # pylint: disable=g-import-not-at-top
+  # `from trax.fastmath import numpy` would give the backend's numpy proxy.
+  fastmath_numpy = sys.modules['trax.fastmath.numpy']
+  ORIGINALS['tree_unflatten'] = fastmath_numpy.tree_unflatten
+  fastmath_numpy.tree_unflatten = tree_unflatten
+  fastmath.tree_unflatten = tree_unflatten
+
+
+# (b) ------------------------------------------------------------------------
+
+def device_put_replicated(x, devices):
+  """Stacks ``len(devices)`` copies of ``x``, one per device (leading axis)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from jax.sharding import Mesh, NamedSharding, PartitionSpec  # pylint: disable=g-import-not-at-top
+  devices = list(devices)
+  x = np.asarray(x) if not isinstance(x, jax.Array) else x
+  stacked = jax.numpy.broadcast_to(x[None], (len(devices),) + tuple(x.shape))
+  sharding = NamedSharding(Mesh(np.array(devices), ('devices',)),
+                           PartitionSpec('devices'))
+  return jax.device_put(stacked, sharding)
+
+
+def on_cpu(x):
+  """tl.on_cpu that leaves arrays spanning several devices in place."""
+  import jax  # pylint: disable=g-import-not-at-top
+  cpu = jax.devices('cpu')[0]
+
+  def put(leaf):
+    if isinstance(leaf, jax.Array) and len(leaf.sharding.device_set) > 1:
+      return leaf
+    return jax.device_put(leaf, cpu)
+  return jax.tree_util.tree_map(put, x)
+
+
+def _fix_multi_device():
+  import jax  # pylint: disable=g-import-not-at-top
+  from trax import layers as tl  # pylint: disable=g-import-not-at-top
+  from trax.layers import acceleration  # pylint: disable=g-import-not-at-top
+  ORIGINALS['on_cpu'] = acceleration.on_cpu
+  try:
+    jax.device_put_replicated(0, jax.local_devices()[:1])
+  except (AttributeError, NotImplementedError):
+    # trax looks the function up on the jax module at call time.
+    jax.device_put_replicated = device_put_replicated
+  acceleration.on_cpu = on_cpu
+  tl.on_cpu = on_cpu
+  # Modules that imported the name directly keep their own reference.
+  for module_name in ('trax.supervised.training', 'trax.optimizers.trainer',
+                      'trax.layers.base'):
+    module = sys.modules.get(module_name)
+    if module is not None and getattr(module, 'on_cpu', None) is ORIGINALS['on_cpu']:
+      module.on_cpu = on_cpu
+
+
+# (c) ------------------------------------------------------------------------
+
+def _fix_xla_extension():
+  import jax.lib  # pylint: disable=g-import-not-at-top
+  if 'jax.lib.xla_extension' in sys.modules or hasattr(jax.lib, 'xla_extension'):
+    return
+  from jax._src.lib import _jax  # pylint: disable=g-import-not-at-top
+  sys.modules['jax.lib.xla_extension'] = _jax
+  jax.lib.xla_extension = _jax
+
+
+def apply():
+  """Applies every fix once; safe to call again."""
+  global _APPLIED
+  if _APPLIED:
+    return
+  _quiet_imports()
+  _fix_tree_unflatten()
+  _fix_multi_device()
+  _fix_xla_extension()
+  _APPLIED = True

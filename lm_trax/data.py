@@ -1,0 +1,186 @@
+"""Token ids -> batches: the two stream kinds, as trax.data.Serial stages.
+
+Every batch is (inputs, targets, weights): inputs and targets int32 (B, T),
+weights float32 (B, T), 0.0 where the target is padding. The shift to
+next-token prediction happens here and only here: targets[:, t] is the token
+after inputs[:, t]. Models map inputs to (B, T, V) logits with no shift.
+
+(i) Contiguous batches (the PTB reader of Zaremba et al. / seed 001). A split of
+N tokens is laid out as B parallel rows of L = N // B tokens, and cut into
+consecutive windows of T, so batch k+1 continues batch k row by row and an RNN
+can carry its state across batches:
+
+      row 0:  t[0]      ... t[T-1]    | t[T]      ... t[2T-1]    | ...
+      row 1:  t[L]      ... t[L+T-1]  | t[L+T]    ... t[L+2T-1]  | ...
+      ...                  batch 0                 batch 1
+      targets: the same grid moved one token to the right.
+
+   A pass has (L - 1) // T batches; training drops the last partial window.
+
+(ii) Line batches (seeds 002/003): each line becomes [eos] + tokens(line) (the
+line's own eos ends it), shuffled, filtered by length, bucketed by length with
+padding to the bucket boundary (few distinct shapes, few compilations), and
+AddLossWeights masks the padding out of the loss.
+"""
+
+import itertools
+
+import gin
+import numpy as np
+import trax
+
+from lm_trax.errors import UserError
+from lm_trax.vocab import PAD_ID
+
+
+# Contiguous stream stages -----------------------------------------------------
+
+def RepeatPasses(ids, n_passes=None):  # pylint: disable=invalid-name
+  """Source stage: yields the split's ids (N,) once per pass (None: forever)."""
+  def source(unused_generator=None):
+    passes = itertools.count() if n_passes is None else range(n_passes)
+    for _ in passes:
+      yield ids
+  return source
+
+
+def LayoutRows(batch_size):  # pylint: disable=invalid-name
+  """(N,) ids -> (B, N // B) grid, row b holding tokens [b*L, (b+1)*L)."""
+  def layout(generator):
+    for ids in generator:
+      n_per_row = len(ids) // batch_size
+      if n_per_row < 2:
+        raise UserError(f'a split of {len(ids)} tokens is too short for '
+                        f'batch_size {batch_size}; lower the batch size')
+      yield np.asarray(ids[:batch_size * n_per_row], np.int32).reshape(
+          batch_size, n_per_row)
+  return layout
+
+
+def CutWindows(seq_len):  # pylint: disable=invalid-name
+  """(B, L) grid -> (inputs, targets) windows of (B, seq_len), in order."""
+  def cut(generator):
+    for grid in generator:
+      n_windows = (grid.shape[1] - 1) // seq_len
+      if n_windows < 1:
+        raise UserError(f'rows of {grid.shape[1]} tokens are too short for '
+                        f'seq_len {seq_len}; lower seq_len or batch_size')
+      for k in range(n_windows):
+        start = k * seq_len
+        yield (grid[:, start:start + seq_len],
+               grid[:, start + 1:start + seq_len + 1])
+  return cut
+
+
+def steps_per_pass(n_tokens, batch_size, seq_len):
+  """Number of contiguous batches in one pass over a split of n_tokens."""
+  return (n_tokens // batch_size - 1) // seq_len
+
+
+def contiguous_batches(ids, batch_size, seq_len, n_passes=None):
+  """Stream of contiguous (inputs, targets, weights) batches over `ids`."""
+  return trax.data.Serial(
+      RepeatPasses(ids, n_passes),
+      LayoutRows(batch_size),
+      CutWindows(seq_len),
+      trax.data.AddLossWeights(id_to_mask=PAD_ID),
+  )()
+
+
+# Line stream stages -----------------------------------------------------------
+
+def ShuffledLines(lines, seed, n_passes=None):  # pylint: disable=invalid-name
+  """Source stage: yields the lines (each an int32 array), reshuffled every
+  pass with a generator seeded by (seed, pass) -- the same order on resume."""
+  def source(unused_generator=None):
+    passes = itertools.count() if n_passes is None else range(n_passes)
+    for k in passes:
+      order = np.random.default_rng([seed, k]).permutation(len(lines))
+      for i in order:
+        yield lines[i]
+  return source
+
+
+def NextTokenPairs(start_id):  # pylint: disable=invalid-name
+  """Line ids (n,) -> (inputs, targets) with inputs = [start] + ids[:-1]."""
+  def pairs(generator):
+    for ids in generator:
+      yield (np.concatenate([[start_id], ids[:-1]]).astype(np.int32),
+             np.asarray(ids, np.int32))
+  return pairs
+
+
+def split_lines(vocab, text):
+  """A split's text -> list of int32 id arrays, one per non-empty line, each
+  ending in the vocabulary's eos (<eos> for words, '\\n' for characters)."""
+  lines = []
+  for line in text.splitlines(keepends=True):
+    if line.strip():
+      if vocab.level == 'char' and not line.endswith('\n'):
+        line += '\n'
+      lines.append(vocab.encode(line))
+  return lines
+
+
+def line_batches(lines, vocab, boundaries, batch_sizes, max_length,
+                 min_length=1, seed=0, n_passes=None):
+  """Stream of bucketed, padded (inputs, targets, weights) line batches."""
+  if len(batch_sizes) != len(boundaries) + 1:
+    raise UserError(f'line batches need one batch size per bucket: '
+                    f'{len(boundaries)} boundaries -> {len(boundaries) + 1} '
+                    f'batch_sizes, got {len(batch_sizes)}')
+  return trax.data.Serial(
+      ShuffledLines(lines, seed, n_passes),
+      NextTokenPairs(vocab.eos_id),
+      trax.data.FilterByLength(max_length=max_length, min_length=min_length,
+                               length_keys=[0]),
+      # The last bucket is padded to max_length too: static shapes only.
+      trax.data.BucketByLength(boundaries=list(boundaries) + [max_length],
+                               batch_sizes=list(batch_sizes) + [batch_sizes[-1]],
+                               length_keys=[0], strict_pad_on_len=True),
+      trax.data.AddLossWeights(id_to_mask=PAD_ID),
+  )()
+
+
+# What training uses -------------------------------------------------------------
+
+@gin.configurable(module='lm_trax')
+class Batching:
+  """How a split becomes batches; the gin-configurable choice of stream.
+
+  kind='contiguous': batch_size rows x seq_len windows (carried state).
+  kind='lines': one example per line, bucketed by length (boundaries,
+    batch_sizes, max_length), padded and masked.
+  """
+
+  def __init__(self, kind='contiguous', batch_size=20, seq_len=20,
+               boundaries=(32, 64, 128), batch_sizes=(64, 32, 16, 8),
+               max_length=256, seed=0):
+    if kind not in ('contiguous', 'lines'):
+      raise UserError(f"Batching.kind must be 'contiguous' or 'lines', "
+                      f'got {kind!r}')
+    if batch_size < 1 or seq_len < 1:
+      raise UserError('Batching.batch_size and seq_len must be >= 1')
+    self.kind = kind
+    self.batch_size = batch_size
+    self.seq_len = seq_len
+    self.boundaries = tuple(boundaries)
+    self.batch_sizes = tuple(batch_sizes)
+    self.max_length = max_length
+    self.seed = seed
+
+  def stream(self, vocab, text, n_passes=None):
+    """An endless (or n_passes) stream of batches over one split's text."""
+    if self.kind == 'contiguous':
+      return contiguous_batches(vocab.encode(text), self.batch_size,
+                                self.seq_len, n_passes)
+    return line_batches(split_lines(vocab, text), vocab, self.boundaries,
+                        self.batch_sizes, self.max_length, seed=self.seed,
+                        n_passes=n_passes)
+
+  def steps_per_pass(self, vocab, text):
+    """Batches in one pass over the split (for lines: counted by running it)."""
+    if self.kind == 'contiguous':
+      return steps_per_pass(len(vocab.split(text)), self.batch_size,
+                            self.seq_len)
+    return sum(1 for _ in self.stream(vocab, text, n_passes=1))

@@ -1,0 +1,164 @@
+"""Language models as trax combinators: NPLM, LSTMLM, GRULM, RNNLM.
+
+Every model maps int32 token ids of shape (B, T) to **logits** of shape
+(B, T, V), V = vocab_size, with no softmax: output[:, t] scores the token that
+*follows* ids[:, t], and depends only on ids[:, :t+1] (plus the carried state).
+
+Where the shift to next-token prediction happens: in the data (lm_trax.data
+yields inputs = tokens[i : i+T], targets = tokens[i+1 : i+T+1]), not in the
+model. That way every token is fed to the model exactly once, which an RNN whose
+state is carried from batch to batch needs (a ShiftRight inside the model would
+drop the last token of every batch from the inputs).
+
+Shared hyperparameters: vocab_size, d_model, n_layers, dropout, mode
+('train' | 'eval' | 'predict'; dropout is active only in 'train'), plus
+carry_state (keep the recurrent state / NPLM context across batches) and
+init_scale (uniform(-s, s) for every weight, as Zaremba et al.; None keeps
+trax's defaults). Models never import gin: lm_trax/__init__.py registers them.
+"""
+
+from trax import layers as tl
+
+from lm_trax import layers
+
+
+def _output_layers(vocab_size, d_model, tied, initializer, dropout, mode):
+  """(B, T, d_model) -> (B, T, vocab_size) logits, the tied table or a Dense."""
+  drop = [tl.Dropout(rate=dropout, mode=mode)] if dropout else []
+  if tied is not None:
+    return drop + [tied, layers.Bias(vocab_size, initializer)]
+  return drop + [_dense(vocab_size, initializer)]
+
+
+def _dense(n_units, initializer, use_bias=True):
+  if initializer is None:
+    return tl.Dense(n_units, use_bias=use_bias)
+  return tl.Dense(n_units, kernel_initializer=initializer,
+                  bias_initializer=initializer, use_bias=use_bias)
+
+
+def _recurrent_lm(cell, vocab_size, d_model, n_layers, dropout, tie_weights,
+                  carry_state, init_scale, forget_bias, mode):
+  """Embedding -> n_layers x (Dropout, Recurrent) -> Dropout -> logits."""
+  if n_layers < 1:
+    raise ValueError(f'n_layers must be >= 1, got {n_layers}')
+  initializer = layers.default_initializer(init_scale)
+  if tie_weights:
+    embedding = layers.TiedEmbedding(vocab_size, d_model, initializer)
+  elif initializer is None:
+    embedding = tl.Embedding(vocab_size, d_model)
+  else:
+    embedding = tl.Embedding(vocab_size, d_model, kernel_initializer=initializer)
+  stack = []
+  for _ in range(n_layers):
+    if dropout:
+      stack.append(tl.Dropout(rate=dropout, mode=mode))  # Non-recurrent edges only.
+    stack.append(layers.Recurrent(cell, d_model, carry_state=carry_state,
+                                  forget_bias=forget_bias,
+                                  initializer=initializer))
+  return tl.Serial(
+      embedding,  # (B, T) ids -> (B, T, d_model)
+      stack,      # -> (B, T, d_model) hidden states
+      _output_layers(vocab_size, d_model, embedding if tie_weights else None,
+                     initializer, dropout, mode),  # -> (B, T, V) logits
+  )
+
+
+_RECURRENT_ARGS = """
+  Args:
+    vocab_size: V, the number of token ids (pad id 0 included).
+    d_model: width of the embeddings and of every recurrent layer.
+    n_layers: number of stacked recurrent layers (any >= 1).
+    dropout: rate on the non-recurrent connections (embedding -> layer 1,
+      between layers, last layer -> output); active in mode 'train' only.
+    tie_weights: share the embedding table with the output projection.
+    carry_state: start each batch from the previous batch's final state when
+      the batch size matches (contiguous streams); else from zeros.
+    init_scale: if set, every weight starts uniform in [-init_scale, init_scale].
+    mode: 'train', 'eval' or 'predict'.
+
+  Returns:
+    A layer mapping (B, T) int32 ids to (B, T, vocab_size) float32 logits.
+"""
+
+
+def LSTMLM(vocab_size, d_model=200, n_layers=2, dropout=0.0, tie_weights=False,
+           carry_state=True, init_scale=None, forget_bias=1.0, mode='train'):
+  return _recurrent_lm('lstm', vocab_size, d_model, n_layers, dropout,
+                       tie_weights, carry_state, init_scale, forget_bias, mode)
+
+
+def GRULM(vocab_size, d_model=200, n_layers=2, dropout=0.0, tie_weights=False,
+          carry_state=True, init_scale=None, mode='train'):
+  return _recurrent_lm('gru', vocab_size, d_model, n_layers, dropout,
+                       tie_weights, carry_state, init_scale, 0.0, mode)
+
+
+def RNNLM(vocab_size, d_model=200, n_layers=1, dropout=0.0, tie_weights=False,
+          carry_state=True, init_scale=None, mode='train'):
+  return _recurrent_lm('rnn', vocab_size, d_model, n_layers, dropout,
+                       tie_weights, carry_state, init_scale, 0.0, mode)
+
+
+LSTMLM.__doc__ = """An LSTM language model (Zaremba et al. 2014; "small" = defaults).
+""" + _RECURRENT_ARGS.replace(
+    "    mode:", "    forget_bias: added to the forget gate's pre-activation.\n    mode:")
+GRULM.__doc__ = """A GRU language model (Cho et al. 2014 cells, "reset after").
+""" + _RECURRENT_ARGS
+RNNLM.__doc__ = """A vanilla tanh-RNN language model (Mikolov et al. 2010).
+""" + _RECURRENT_ARGS
+
+
+def NPLM(vocab_size, d_model=60, d_hidden=200, n_context=4, n_layers=1,
+         direct=False, dropout=0.0, carry_state=True, init_scale=None,
+         mode='train'):
+  """Bengio et al. 2003's neural probabilistic language model.
+
+  With x the concatenated feature vectors C(w) of the previous n_context words,
+      logits = b + W x + U tanh(d + H x)          (W x only if direct=True)
+  and a softmax over the vocabulary (in the loss). It predicts at every
+  position: output[:, t] scores the word after ids[:, t] from
+  ids[:, t-n_context+1 .. t], the window reaching into the previous batch
+  (carry_state) or padding (id 0) at the start.
+
+  Parameters: V*d_model (C) + n_context*d_model*d_hidden + d_hidden (H, d)
+  [+ (n_layers-1)*(d_hidden*d_hidden + d_hidden)] + d_hidden*V + V (U, b)
+  [+ n_context*d_model*V (W, direct)].
+
+  Args:
+    vocab_size: V, the number of token ids (pad id 0 included).
+    d_model: size of each word's feature vector C(w) (Bengio's m).
+    d_hidden: width of the tanh hidden layer(s) (Bengio's h).
+    n_context: number of previous words seen (Bengio's n - 1).
+    n_layers: number of tanh hidden layers (Bengio: 1).
+    direct: add the direct connections W x from features to outputs.
+    dropout: rate after the features and each hidden layer (mode 'train').
+    carry_state: take the window's left context from the previous batch.
+    init_scale: if set, every weight starts uniform in [-init_scale, init_scale].
+    mode: 'train', 'eval' or 'predict'.
+
+  Returns:
+    A layer mapping (B, T) int32 ids to (B, T, vocab_size) float32 logits.
+  """
+  if n_layers < 1:
+    raise ValueError(f'n_layers must be >= 1, got {n_layers}')
+  initializer = layers.default_initializer(init_scale)
+  if initializer is None:
+    features = tl.Embedding(vocab_size, d_model)
+  else:
+    features = tl.Embedding(vocab_size, d_model, kernel_initializer=initializer)
+  drop = lambda: [tl.Dropout(rate=dropout, mode=mode)] if dropout else []
+  hidden = []
+  for _ in range(n_layers):
+    hidden += [_dense(d_hidden, initializer), tl.Tanh()] + drop()
+  mlp = tl.Serial(hidden, _dense(vocab_size, initializer))  # b + U tanh(d + Hx)
+  if direct:
+    mlp = tl.Branch(mlp, _dense(vocab_size, initializer, use_bias=False))
+  return tl.Serial(
+      layers.ContextWindow(n_context, carry_state=carry_state),  # (B,T,n) ids
+      features,                                    # -> (B, T, n, d_model)
+      tl.Fn('Concatenate', lambda x: x.reshape(x.shape[:2] + (-1,))),  # (B,T,n*d)
+      drop(),
+      mlp,                                         # -> (B, T, V) [twice: +W x]
+      [tl.Add()] if direct else [],                # logits (B, T, V)
+  )

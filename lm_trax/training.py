@@ -1,0 +1,258 @@
+"""Model + streams -> trained weights: `train`, the one gin root of a run.
+
+train() builds the vocabulary (or loads it from the run directory), the
+training and validation streams, the model in 'train' and 'eval' mode, a
+TrainTask (weighted cross entropy, the configured optimizer and schedule) and
+an EvalTask (cross entropy, accuracy), and runs trax's training Loop.
+
+A run directory holds everything needed to continue, evaluate or sample
+without the corpus:
+
+  model.pkl.gz (+ model.*.npy.gz)  trax checkpoint: weights, carried RNN state,
+                                   optimizer slots, step
+  data_counters0.pkl               position in the training stream
+  config.gin                       the operative gin config
+  vocab.json                       the vocabulary
+  train/ eval/                     TensorBoard event files
+
+Rerunning the same command resumes from the checkpoint at the same step and
+data position, and trains up to n_steps in total.
+"""
+
+import os
+import pathlib
+import time
+
+import gin
+import numpy as np
+import trax
+from trax import layers as tl
+from trax.data import inputs as trax_inputs
+from trax.supervised import callbacks as trax_callbacks
+from trax.supervised import training as trax_training
+
+from lm_trax import corpora
+from lm_trax import data as data_lib
+from lm_trax import layers
+from lm_trax import schedules
+from lm_trax import vocab as vocab_lib
+from lm_trax.errors import UserError
+
+TRAIN_COUNTER = 'train'  # Name of the training stream's position counter.
+
+
+class TokenCounter:
+  """Counts the (unmasked) target tokens that pass through a stream."""
+
+  def __init__(self):
+    self.n_tokens = 0
+
+  def stage(self, generator):
+    for batch in generator:
+      self.n_tokens += int(np.sum(batch[2] > 0))
+      yield batch
+
+  def take(self):
+    n, self.n_tokens = self.n_tokens, 0
+    return n
+
+
+def _format_duration(seconds):
+  seconds = int(max(0, seconds))
+  hours, rest = divmod(seconds, 3600)
+  return f'{hours}:{rest // 60:02d}:{rest % 60:02d}'
+
+
+class Loop(trax_training.Loop):
+  """trax's Loop, logging perplexity, tokens/s and an ETA at each interval."""
+
+  def __init__(self, *args, n_steps, token_counter, **kwargs):
+    self._n_total_steps = n_steps
+    self._token_counter = token_counter
+    super().__init__(*args, **kwargs)
+
+  def _log_training_progress(self, task, total_loss, n_steps, elapsed_time,
+                             optimizer_metrics, summary_writer):
+    super()._log_training_progress(task, total_loss, n_steps, elapsed_time,
+                                   optimizer_metrics, summary_writer)
+    n_steps = max(1, n_steps)
+    loss = float(total_loss) / n_steps
+    tokens_per_sec = self._token_counter.take() / max(elapsed_time, 1e-9)
+    eta = (self._n_total_steps - self.step) * elapsed_time / n_steps
+    _print(f'step {self.step:>7d}/{self._n_total_steps} | train loss '
+           f'{loss:.4f} | ppl {_ppl(loss):9.2f} | lr '
+           f'{task.learning_rate(self.step):.4g} | {tokens_per_sec:,.0f} tok/s'
+           f' | ETA {_format_duration(eta)}')
+
+  def run_evals(self, summary_writers=None):
+    super().run_evals(summary_writers)
+    metrics = {name: values[-1][1] for name, values in (
+        (name, self.history.get('eval', f'metrics/{name}'))
+        for name in ('WeightedCategoryCrossEntropy', 'WeightedCategoryAccuracy'))
+               if values}
+    if 'WeightedCategoryCrossEntropy' in metrics:
+      loss = metrics['WeightedCategoryCrossEntropy']
+      _print(f'step {self.step:>7d}/{self._n_total_steps} | eval  loss '
+             f'{loss:.4f} | ppl {_ppl(loss):9.2f} | accuracy '
+             f'{metrics.get("WeightedCategoryAccuracy", float("nan")):.4f} '
+             '(sampled windows)')
+
+
+class ResetStateEachPass(trax_callbacks.TrainingStepCallback):
+  """Zeros the carried RNN state before the first step of every pass."""
+
+  def __init__(self, loop, steps_per_pass):
+    super().__init__(loop)
+    self._steps_per_pass = steps_per_pass
+
+  def call_at(self, step):
+    return (step - 1) % self._steps_per_pass == 0
+
+  def on_step_begin(self, step):
+    for trainer in self._loop._trainer_per_task:  # pylint: disable=protected-access
+      model_with_loss = trainer.accelerated_model_with_loss
+      model_with_loss.state = layers.zero_state_tree(model_with_loss.state)
+
+  def on_step_end(self, step):
+    pass
+
+
+def _ppl(loss):
+  return float(np.exp(min(loss, 50.0)))
+
+
+def _print(message):
+  print(message, flush=True)
+
+
+def prepare_vocab(output_dir, corpus, train_text, max_size=None):
+  """The run's vocabulary: loaded from output_dir, or built and saved there."""
+  built = vocab_lib.build(train_text, corpus.level, max_size=max_size)
+  path = pathlib.Path(output_dir) / vocab_lib.FILENAME
+  if path.exists():
+    saved = vocab_lib.Vocab.load(output_dir)
+    if saved != built:
+      raise UserError(
+          f'{output_dir} holds a run with a different vocabulary '
+          f'({saved.level}, {saved.size} ids; this corpus gives {built.level},'
+          f' {built.size}); use another --output_dir or delete it to start '
+          'fresh')
+    return saved
+  built.save(output_dir)
+  return built
+
+
+def sample_batch(batching):
+  """A batch of the training shape, so trax does not consume a real one."""
+  if batching.kind == 'contiguous':
+    shape = (batching.batch_size, batching.seq_len)
+  else:
+    shape = (batching.batch_sizes[0], batching.boundaries[0])
+  ids = np.zeros(shape, np.int32)
+  return ids, ids, np.ones(shape, np.float32)
+
+
+@gin.configurable(module='lm_trax')
+def train(output_dir,
+          model=gin.REQUIRED,
+          optimizer=trax.optimizers.Adam,
+          lr_schedule=schedules.constant_lr,
+          n_steps=None,
+          n_epochs=None,
+          eval_every=500,
+          n_eval_batches=20,
+          checkpoint_every=None,
+          vocab_max_size=None,
+          seed=0):
+  """Trains a language model with trax's Loop; resumes from output_dir.
+
+  The corpus and the batching come from the gin-configured `Corpus` and
+  `Batching`; the model's vocab_size from the vocabulary.
+
+  Args:
+    output_dir: the run directory (created; resumed from if it has a
+      checkpoint).
+    model: a model function such as LSTMLM, called with vocab_size and mode.
+    optimizer: a trax optimizer class, e.g. trax.optimizers.SGD.
+    lr_schedule: called as lr_schedule(steps_per_epoch=S) -> (step -> lr).
+    n_steps: total training steps (a resumed run continues up to it); takes
+      precedence over n_epochs.
+    n_epochs: total passes over the training split, if n_steps is not set.
+    eval_every: run the sampled-window eval and log every this many steps.
+    n_eval_batches: validation batches per eval.
+    checkpoint_every: save a checkpoint every this many steps (default:
+      eval_every); the last step is always saved.
+    vocab_max_size: keep only this many most frequent words (word level).
+    seed: seeds initialization, dropout and line shuffling.
+
+  Returns:
+    The trax Loop after training.
+  """
+  output_dir = pathlib.Path(output_dir).expanduser()
+  output_dir.mkdir(parents=True, exist_ok=True)
+  corpus = corpora.Corpus()
+  batching = data_lib.Batching()
+  train_text = corpus.text('train')
+  valid_text = corpus.text('valid')
+  vocab = prepare_vocab(output_dir, corpus, train_text, vocab_max_size)
+
+  steps_per_epoch = batching.steps_per_pass(vocab, train_text)
+  if n_steps is None:
+    if n_epochs is None:
+      raise UserError('set train.n_steps or train.n_epochs in the gin config')
+    n_steps = int(round(n_epochs * steps_per_epoch))
+  checkpoint_every = checkpoint_every or eval_every
+  _print(f'{corpus}: {len(vocab.split(train_text)):,} train tokens, vocabulary'
+         f' of {vocab.size:,} ids; {steps_per_epoch:,} steps per epoch; '
+         f'training to step {n_steps:,}; run directory {output_dir}')
+
+  trax_inputs.data_counters.clear()  # Loop loads this run's counters, if any.
+  token_counter = TokenCounter()
+  train_stream = trax.data.Serial(
+      lambda _: batching.stream(vocab, train_text),
+      trax.data.CountAndSkip(TRAIN_COUNTER),
+      token_counter.stage,
+  )()
+  eval_stream = batching.stream(vocab, valid_text)
+
+  train_task = trax_training.TrainTask(
+      labeled_data=train_stream,
+      loss_layer=tl.WeightedCategoryCrossEntropy(),
+      optimizer=optimizer(),
+      lr_schedule=lr_schedule(steps_per_epoch=steps_per_epoch),
+      n_steps_per_checkpoint=checkpoint_every,
+      sample_batch=sample_batch(batching))
+  eval_task = trax_training.EvalTask(
+      labeled_data=eval_stream,
+      metrics=[tl.WeightedCategoryCrossEntropy(), tl.WeightedCategoryAccuracy()],
+      n_eval_batches=n_eval_batches,
+      sample_batch=sample_batch(batching))
+
+  at_interval_or_end = lambda every: (
+      lambda step: step % every == 0 or step == n_steps)
+  loop = Loop(
+      model(vocab_size=vocab.size, mode='train'),
+      train_task,
+      eval_model=model(vocab_size=vocab.size, mode='eval', carry_state=False),
+      eval_tasks=[eval_task],
+      output_dir=str(output_dir),
+      checkpoint_at=at_interval_or_end(checkpoint_every),
+      eval_at=at_interval_or_end(eval_every),
+      random_seed=seed,
+      callbacks=[lambda loop: ResetStateEachPass(loop, steps_per_epoch)],
+      n_steps=n_steps,
+      token_counter=token_counter)
+  (output_dir / 'config.gin').write_text(gin.operative_config_str())
+
+  if loop.step >= n_steps:
+    _print(f'{output_dir} is already at step {loop.step} >= n_steps '
+           f'{n_steps}; raise train.n_steps to train further')
+    return loop
+  if loop.step:
+    _print(f'resuming at step {loop.step} from {output_dir}')
+  started = time.time()
+  loop.run(n_steps - loop.step)
+  _print(f'trained to step {loop.step} in '
+         f'{_format_duration(time.time() - started)}; checkpoint in '
+         f'{output_dir}')
+  return loop

@@ -1,0 +1,38 @@
+"""lm_trax: neural language models (NPLM, RNN, GRU, LSTM) in Trax/JAX."""
+
+import setuptools
+
+# Versions tested together on CPU (Python 3.11, Linux x86_64): trax 1.4.1,
+# jax/jaxlib 0.10.2, tensorflow 2.21.0, tensorflow-datasets 4.9.10,
+# gin-config 0.5.0, numpy 2.4.6. trax pins nothing, so the bounds keep pip on
+# the tested minor versions; lm_trax.compat adapts trax to this JAX.
+INSTALL_REQUIRES = [
+    'trax==1.4.1',
+    'jax>=0.10.2,<0.11',
+    'jaxlib>=0.10.2,<0.11',
+    'tensorflow>=2.21,<2.22',
+    'tensorflow-datasets>=4.9.10,<4.10',
+    'importlib_resources>=6',  # tensorflow-datasets 4.9.10 needs it, undeclared.
+    'gin-config==0.5.0',
+    'absl-py>=2.1',
+    'numpy>=2.4,<2.5',
+    'matplotlib>=3.9',
+    'tqdm>=4.66',
+]
+
+EXTRAS_REQUIRE = {
+    'test': ['pytest>=8'],
+    # Accelerators (not testable on the CPU-only CI): JAX's own wheels.
+    'gpu': ['jax[cuda12]>=0.10.2,<0.11'],
+    'tpu': ['jax[tpu]>=0.10.2,<0.11'],
+}
+
+setuptools.setup(
+    name='lm_trax',
+    version='0.1.0',
+    description='Neural language models in Trax: NPLM, RNN, GRU and LSTM LMs.',
+    packages=['lm_trax'],
+    python_requires='>=3.10',
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS_REQUIRE,
+)

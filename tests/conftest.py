@@ -1,0 +1,73 @@
+"""Shared fixtures: tiny corpora made on the fly, the real data if present."""
+
+import os
+import pathlib
+
+import gin
+import jax
+import pytest
+
+import lm_trax  # pylint: disable=unused-import  (applies the trax fixes first)
+
+# Compile fast: tests check behaviour, not speed (as flax's examples do).
+jax.config.update('jax_disable_most_optimizations', True)
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+# A tiny word-level "language": sentences from a small grammar, so a model's
+# loss drops clearly within a few dozen steps.
+_SUBJECTS = ['the cat', 'a dog', 'the bird', 'my friend', 'the teacher']
+_VERBS = ['sees', 'likes', 'finds', 'follows']
+_OBJECTS = ['the ball', 'a tree', 'the house', 'some food', 'the river']
+
+
+def tiny_sentences(n):
+  """n deterministic sentences of 5-6 words."""
+  lines = []
+  for i in range(n):
+    lines.append(f'{_SUBJECTS[i % 5]} {_VERBS[(i // 5) % 4]} '
+                 f'{_OBJECTS[(i // 20) % 5]}')
+  return lines
+
+
+def write_tiny_data_dir(root):
+  """A data dir laid out like ../shared/data, with tiny corpora."""
+  root = pathlib.Path(root)
+  (root / 'ptb').mkdir(parents=True, exist_ok=True)
+  for split, n in (('train', 400), ('valid', 100), ('test', 100)):
+    (root / 'ptb' / f'ptb.{split}.txt').write_text(
+        ''.join(f' {line} \n' for line in tiny_sentences(n)))
+  (root / 'tinyshakespeare').mkdir(exist_ok=True)
+  verse = ('First Citizen:\nBefore we proceed any further, hear me speak.\n\n'
+           'All:\nSpeak, speak.\n\n')
+  (root / 'tinyshakespeare' / 'input.txt').write_text(verse * 60)
+  return root
+
+
+@pytest.fixture(scope='session')
+def tiny_data_dir(tmp_path_factory):
+  return write_tiny_data_dir(tmp_path_factory.mktemp('data'))
+
+
+@pytest.fixture
+def use_tiny_data(tiny_data_dir, monkeypatch):
+  """Points LM_TRAX_DATA_DIR at the tiny corpora (no downloads)."""
+  monkeypatch.setenv('LM_TRAX_DATA_DIR', str(tiny_data_dir))
+  return tiny_data_dir
+
+
+@pytest.fixture
+def real_data_dir():
+  """../shared/data (or LM_TRAX_DATA_DIR); skips the test when absent."""
+  path = pathlib.Path(os.environ.get('LM_TRAX_DATA_DIR') or
+                      REPO.parent / 'shared' / 'data')
+  if not (path / 'ptb' / 'ptb.train.txt').is_file():
+    pytest.skip(f'real data not found at {path}')
+  return path
+
+
+@pytest.fixture(autouse=True)
+def clean_gin():
+  gin.clear_config()
+  yield
+  gin.clear_config()

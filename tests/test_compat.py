@@ -1,0 +1,91 @@
+"""Each fix in lm_trax.compat, shown failing without it and working with it."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from lm_trax import compat
+
+
+def test_a_tree_unflatten_with_array_leaves():
+  """trax's version compares jax.Arrays with () and raises (Loop resume)."""
+  tree = (jax.numpy.ones(3), (), (jax.numpy.zeros(2),))
+  flat = [np.full(3, 7.0), np.full(2, 8.0)]
+  with pytest.raises(TypeError):  # (Its recursion now calls the fixed one.)
+    compat.ORIGINALS['tree_unflatten'](flat, tree[0], copy_from_tree=[None, ()])
+  new_tree, rest = compat.tree_unflatten(flat, tree, copy_from_tree=[None, ()])
+  assert rest == []
+  assert new_tree[1] == ()
+  np.testing.assert_array_equal(new_tree[0], flat[0])
+  np.testing.assert_array_equal(new_tree[2][0], flat[1])
+  from trax import fastmath  # pylint: disable=g-import-not-at-top
+  assert fastmath.tree_unflatten is compat.tree_unflatten
+
+
+def test_c_trax_trainer_imports():
+  """trax.trainer imports jax.lib.xla_extension, gone from current JAX."""
+  import trax.trainer  # pylint: disable=g-import-not-at-top,unused-import
+  from jax.lib import xla_extension  # pylint: disable=g-import-not-at-top
+  assert callable(xla_extension.get_distributed_runtime_client)
+  assert callable(xla_extension.get_distributed_runtime_service)
+
+
+_TWO_DEVICE_SCRIPT = textwrap.dedent('''
+    import json, sys
+    import lm_trax
+    print('IMPORTED', flush=True)
+    import jax, numpy as np
+    from lm_trax import compat
+    from trax import layers as tl, optimizers, shapes
+    from trax.supervised import training
+    assert jax.local_device_count() == 2
+
+    # (b) without the fixes: no device_put_replicated; on_cpu gathers arrays
+    # that are sharded over both devices onto one device.
+    replicated = jax.device_put_replicated(np.ones(3), jax.local_devices())
+    moved = compat.ORIGINALS['on_cpu'](replicated)
+    result = {'original_on_cpu_devices': len(moved.sharding.device_set),
+              'fixed_on_cpu_devices':
+                  len(tl.on_cpu(replicated).sharding.device_set)}
+
+    # With the fixes a 2-device trax Loop trains and checkpoints.
+    def batches():
+      rng = np.random.default_rng(0)
+      while True:
+        x = rng.integers(1, 10, size=(4, 6)).astype(np.int32)
+        yield x, x, np.ones((4, 6), np.float32)
+    model = tl.Serial(tl.Embedding(10, 8), tl.Dense(10))
+    task = training.TrainTask(batches(), tl.WeightedCategoryCrossEntropy(),
+                              optimizers.Adam(0.01), n_steps_per_checkpoint=2)
+    loop = training.Loop(model, task, output_dir=sys.argv[1])
+    loop.run(2)
+    result['n_devices'] = loop.n_devices
+    result['step'] = loop.step
+    print('RESULT ' + json.dumps(result), flush=True)
+''')
+
+
+def test_b_multi_device_loop_and_quiet_import(tmp_path):
+  """On 2 (forced CPU) devices a trax Loop trains; importing lm_trax is quiet."""
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2')
+  proc = subprocess.run(
+      [sys.executable, '-c', _TWO_DEVICE_SCRIPT, str(tmp_path / 'run')],
+      env=env, capture_output=True, text=True, timeout=600, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  before_import, _, after = proc.stdout.partition('IMPORTED')
+  assert before_import == '', before_import  # No gym banner, no noise.
+  result = json.loads(after.split('RESULT ')[1])
+  assert result['original_on_cpu_devices'] == 1  # The breakage.
+  assert result['fixed_on_cpu_devices'] == 2
+  assert result['n_devices'] == 2 and result['step'] == 2
+  assert (tmp_path / 'run' / 'model.pkl.gz').exists()
+  noise = [line for line in proc.stderr.splitlines()
+           if 'Warning' in line or 'warning' in line or 'cuda' in line
+           or 'oneDNN' in line or 'Gym' in line]
+  assert not noise, noise

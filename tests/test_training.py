@@ -1,0 +1,119 @@
+"""train(): every shipped config runs, loss drops, resume is exact."""
+
+import pathlib
+
+import jax
+import numpy as np
+import pytest
+
+from lm_trax import config
+from lm_trax import training
+from lm_trax import vocab as vocab_lib
+from lm_trax.errors import UserError
+
+GIN_DIR = pathlib.Path(__file__).resolve().parent.parent / 'gin'
+EXPERIMENTS = sorted(p.name for p in GIN_DIR.glob('*.gin')
+                     if p.name not in ('base.gin', 'tiny.gin'))
+TINY = str(GIN_DIR / 'tiny.gin')
+
+
+def _train(gin_files, bindings, output_dir):
+  config.parse(gin_files, ['Corpus.download = False'] + list(bindings))
+  return training.train(output_dir=str(output_dir))
+
+
+def _eval_losses(loop):
+  return [v for _, v in loop.history.get(
+      'eval', 'metrics/WeightedCategoryCrossEntropy')]
+
+
+def _weights(loop):
+  return [np.asarray(w) for w in jax.tree_util.tree_leaves(loop.model.weights)]
+
+
+def test_the_shipped_configs_are_the_expected_ones():
+  assert EXPERIMENTS == ['ptb_gru.gin', 'ptb_lstm.gin', 'ptb_nplm.gin',
+                         'shakespeare_gru.gin', 'shakespeare_lstm.gin']
+
+
+@pytest.mark.parametrize('name', EXPERIMENTS)
+def test_every_config_trains_two_steps_at_tiny_size(name, use_tiny_data,
+                                                    tmp_path):
+  loop = _train([str(GIN_DIR / name), TINY], [], tmp_path)
+  assert loop.step == 2
+  for filename in ('model.pkl.gz', 'config.gin', 'vocab.json',
+                   'data_counters0.pkl'):
+    assert (tmp_path / filename).exists(), filename
+  assert 'train.model' in (tmp_path / 'config.gin').read_text()
+  assert all(np.isfinite(_eval_losses(loop)))
+  level = 'char' if name.startswith('shakespeare') else 'word'
+  assert vocab_lib.Vocab.load(tmp_path).level == level
+
+
+def test_a_tiny_corpus_trains_and_its_loss_clearly_drops(use_tiny_data,
+                                                         tmp_path):
+  loop = _train([str(GIN_DIR / 'ptb_lstm.gin'), TINY], [
+      'train.n_steps = 150', 'train.eval_every = 50', 'train.n_eval_batches = 4',
+      'train.optimizer = @trax.optimizers.Adam', 'train.lr_schedule = @constant_lr',
+      'constant_lr.learning_rate = 0.01', 'LSTMLM.d_model = 32',
+      'Batching.batch_size = 8',
+  ], tmp_path)
+  losses = _eval_losses(loop)
+  assert len(losses) == 3
+  assert losses[-1] < 0.7 * losses[0], losses
+  assert losses[-1] < np.log(18) - 1.0  # Well below a uniform guess.
+
+
+RESUME_BINDINGS = ['train.eval_every = 2', 'train.checkpoint_every = 2',
+                   'train.optimizer = @trax.optimizers.Adam',
+                   'train.lr_schedule = @constant_lr',
+                   'constant_lr.learning_rate = 0.01']
+
+
+def test_resume_continues_at_the_saved_step_with_identical_weights(
+    use_tiny_data, tmp_path):
+  files = [str(GIN_DIR / 'ptb_lstm.gin'), TINY]
+  straight = _train(files, RESUME_BINDINGS + ['train.n_steps = 6'],
+                    tmp_path / 'straight')
+  # Rerunning the finished run restores it and trains no further.
+  again = _train(files, RESUME_BINDINGS + ['train.n_steps = 6'],
+                 tmp_path / 'straight')
+  assert again.step == 6
+  for a, b in zip(_weights(straight), _weights(again)):
+    np.testing.assert_array_equal(a, b)
+
+  # Stopped at step 4 and resumed to 6: same data position and carried state,
+  # so the same weights as the uninterrupted run.
+  first = _train(files, RESUME_BINDINGS + ['train.n_steps = 4'],
+                 tmp_path / 'resumed')
+  assert first.step == 4
+  resumed = _train(files, RESUME_BINDINGS + ['train.n_steps = 6'],
+                   tmp_path / 'resumed')
+  assert resumed.step == 6
+  for a, b in zip(_weights(straight), _weights(resumed)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_run_of_another_vocabulary_is_not_resumed(use_tiny_data, tmp_path):
+  _train([str(GIN_DIR / 'ptb_lstm.gin'), TINY], [], tmp_path)
+  with pytest.raises(UserError, match='different vocabulary'):
+    _train([str(GIN_DIR / 'shakespeare_lstm.gin'), TINY], [], tmp_path)
+
+
+def test_bad_gin_input_is_a_user_error(tmp_path):
+  with pytest.raises(UserError, match='does not exist'):
+    config.parse([str(tmp_path / 'nope.gin')])
+  with pytest.raises(UserError, match='bad gin config'):
+    config.parse([str(GIN_DIR / 'ptb_lstm.gin')], ['LSTMLM.no_such_arg = 3'])
+
+
+def test_real_ptb_lstm_trains_30_steps_and_resumes_to_40(real_data_dir,
+                                                         monkeypatch, tmp_path):
+  monkeypatch.setenv('LM_TRAX_DATA_DIR', str(real_data_dir))
+  files = [str(GIN_DIR / 'ptb_lstm.gin')]
+  fast = ['train.eval_every = 30', 'train.n_eval_batches = 2']
+  loop = _train(files, fast + ['train.n_steps = 30'], tmp_path)
+  assert loop.step == 30 and (tmp_path / 'model.pkl.gz').exists()
+  assert vocab_lib.Vocab.load(tmp_path).size == 10001
+  resumed = _train(files, fast + ['train.n_steps = 40'], tmp_path)
+  assert resumed.step == 40
