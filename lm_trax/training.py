@@ -13,13 +13,15 @@ without the corpus:
   data_counters0.pkl               position in the training stream
   config.gin                       the operative gin config
   vocab.json                       the vocabulary
+  metrics.jsonl                    one JSON record per log/eval (see
+                                   `MetricsLog`), appended across resumes
   train/ eval/                     TensorBoard event files
 
 Rerunning the same command resumes from the checkpoint at the same step and
 data position, and trains up to n_steps in total.
 """
 
-import os
+import json
 import pathlib
 import time
 
@@ -57,6 +59,44 @@ class TokenCounter:
     return n
 
 
+class MetricsLog:
+  """Appends records to <run>/metrics.jsonl, one JSON object per line:
+
+    {"step": 1000, "kind": "train", "loss": 4.9, "ppl": 134.3, "lr": 1.0,
+     "tokens_per_sec": 3500.0, "time": <unix seconds>}
+
+  kind: 'train' (mean training loss since the previous record), 'eval'
+  (trax's sampled-window EvalTask: loss, ppl, accuracy) or 'valid' (exact
+  perplexity over the whole validation split). Loss is in nats per token. A
+  resumed run appends; readers keep the last record per (kind, step).
+  """
+
+  FILENAME = 'metrics.jsonl'
+
+  def __init__(self, output_dir):
+    self.path = pathlib.Path(output_dir) / self.FILENAME
+
+  def write(self, step, kind, **values):
+    record = {'step': int(step), 'kind': kind}
+    record.update({k: float(v) for k, v in values.items()})
+    record['time'] = time.time()
+    with open(self.path, 'a', encoding='utf-8') as f:
+      f.write(json.dumps(record) + '\n')
+
+  @staticmethod
+  def read(output_dir):
+    """Records of a run, the last one per (kind, step), in step order."""
+    path = pathlib.Path(output_dir) / MetricsLog.FILENAME
+    if not path.exists():
+      return []
+    latest = {}
+    for line in path.read_text(encoding='utf-8').splitlines():
+      if line.strip():
+        record = json.loads(line)
+        latest[(record['kind'], record['step'])] = record
+    return sorted(latest.values(), key=lambda r: (r['step'], r['kind']))
+
+
 def _format_duration(seconds):
   seconds = int(max(0, seconds))
   hours, rest = divmod(seconds, 3600)
@@ -66,9 +106,10 @@ def _format_duration(seconds):
 class Loop(trax_training.Loop):
   """trax's Loop, logging perplexity, tokens/s and an ETA at each interval."""
 
-  def __init__(self, *args, n_steps, token_counter, **kwargs):
+  def __init__(self, *args, n_steps, token_counter, metrics_log, **kwargs):
     self._n_total_steps = n_steps
     self._token_counter = token_counter
+    self._metrics_log = metrics_log
     super().__init__(*args, **kwargs)
 
   def _log_training_progress(self, task, total_loss, n_steps, elapsed_time,
@@ -79,10 +120,13 @@ class Loop(trax_training.Loop):
     loss = float(total_loss) / n_steps
     tokens_per_sec = self._token_counter.take() / max(elapsed_time, 1e-9)
     eta = (self._n_total_steps - self.step) * elapsed_time / n_steps
+    learning_rate = task.learning_rate(self.step)
     _print(f'step {self.step:>7d}/{self._n_total_steps} | train loss '
-           f'{loss:.4f} | ppl {_ppl(loss):9.2f} | lr '
-           f'{task.learning_rate(self.step):.4g} | {tokens_per_sec:,.0f} tok/s'
-           f' | ETA {_format_duration(eta)}')
+           f'{loss:.4f} | ppl {_ppl(loss):9.2f} | lr {learning_rate:.4g} | '
+           f'{tokens_per_sec:,.0f} tok/s | ETA {_format_duration(eta)}')
+    if self.is_chief:
+      self._metrics_log.write(self.step, 'train', loss=loss, ppl=_ppl(loss),
+                              lr=learning_rate, tokens_per_sec=tokens_per_sec)
 
   def run_evals(self, summary_writers=None):
     super().run_evals(summary_writers)
@@ -92,10 +136,13 @@ class Loop(trax_training.Loop):
                if values}
     if 'WeightedCategoryCrossEntropy' in metrics:
       loss = metrics['WeightedCategoryCrossEntropy']
+      accuracy = metrics.get('WeightedCategoryAccuracy', float('nan'))
       _print(f'step {self.step:>7d}/{self._n_total_steps} | eval  loss '
-             f'{loss:.4f} | ppl {_ppl(loss):9.2f} | accuracy '
-             f'{metrics.get("WeightedCategoryAccuracy", float("nan")):.4f} '
+             f'{loss:.4f} | ppl {_ppl(loss):9.2f} | accuracy {accuracy:.4f} '
              '(sampled windows)')
+      if self.is_chief:
+        self._metrics_log.write(self.step, 'eval', loss=loss, ppl=_ppl(loss),
+                                accuracy=accuracy)
 
 
 class ResetStateEachPass(trax_callbacks.TrainingStepCallback):
@@ -241,7 +288,8 @@ def train(output_dir,
       random_seed=seed,
       callbacks=[lambda loop: ResetStateEachPass(loop, steps_per_epoch)],
       n_steps=n_steps,
-      token_counter=token_counter)
+      token_counter=token_counter,
+      metrics_log=MetricsLog(output_dir))
   (output_dir / 'config.gin').write_text(gin.operative_config_str())
 
   if loop.step >= n_steps:

@@ -62,6 +62,11 @@ def test_a_tiny_corpus_trains_and_its_loss_clearly_drops(use_tiny_data,
   assert len(losses) == 3
   assert losses[-1] < 0.7 * losses[0], losses
   assert losses[-1] < np.log(18) - 1.0  # Well below a uniform guess.
+  records = training.MetricsLog.read(tmp_path)
+  assert [r['step'] for r in records if r['kind'] == 'train'] == [50, 100, 150]
+  np.testing.assert_allclose(
+      [r['loss'] for r in records if r['kind'] == 'eval'], losses, rtol=1e-6)
+  assert all(r['tokens_per_sec'] > 0 for r in records if r['kind'] == 'train')
 
 
 RESUME_BINDINGS = ['train.eval_every = 2', 'train.checkpoint_every = 2',

@@ -1,0 +1,73 @@
+"""One place that opens a run directory for evaluation, scoring and generation.
+
+A run directory written by train() holds the operative gin config
+(config.gin), the vocabulary (vocab.json) and the trax checkpoint
+(model.pkl.gz); nothing else, in particular no corpus, is needed to rebuild
+the trained model.
+"""
+
+import pathlib
+
+import gin
+import jax
+import numpy as np
+from trax import shapes
+
+from lm_trax import config
+from lm_trax import vocab as vocab_lib
+from lm_trax.errors import UserError
+
+CHECKPOINT = 'model.pkl.gz'
+
+
+class Run:
+  """A trained run: its vocabulary, config and a way to build its model.
+
+  Opening a run parses its config.gin into gin (replacing the current config),
+  so gin-configured objects (Corpus, Batching) read the run's settings.
+  """
+
+  def __init__(self, output_dir, checkpoint=CHECKPOINT):
+    self.output_dir = pathlib.Path(output_dir).expanduser()
+    if not self.output_dir.is_dir():
+      raise UserError(f'run directory {self.output_dir} does not exist; '
+                      'train one first: python train.py --gin_file=...')
+    self.checkpoint = self.output_dir / checkpoint
+    for path in (self.output_dir / 'config.gin', self.checkpoint):
+      if not path.is_file():
+        raise UserError(f'{path} is missing: {self.output_dir} is not a '
+                        'finished run directory of train.py')
+    self.vocab = vocab_lib.Vocab.load(self.output_dir)
+    config.parse([str(self.output_dir / 'config.gin')])
+    self._model_fn = gin.query_parameter('train.model').scoped_configurable_fn
+
+  def batching(self):
+    from lm_trax import data  # pylint: disable=g-import-not-at-top
+    return data.Batching()
+
+  def model(self, mode='eval', batch_size=1, seq_len=1, carry_state=True):
+    """The trained model, weights loaded, for inputs (batch_size, seq_len).
+
+    Raises:
+      UserError: if the checkpoint's weights do not fit the configured model.
+    """
+    model = self._model_fn(vocab_size=self.vocab.size, mode=mode,
+                           carry_state=carry_state)
+    signature = shapes.ShapeDtype((batch_size, seq_len), np.int32)
+    _, init_state = model.init(signature)
+    expected = [np.shape(w) for w in jax.tree_util.tree_leaves(model.weights)]
+    try:
+      model.init_from_file(str(self.checkpoint), weights_only=True,
+                           input_signature=signature)
+    except Exception as e:  # pylint: disable=broad-except
+      raise UserError(f'cannot load {self.checkpoint} into the model of '
+                      f'{self.output_dir}/config.gin ({type(e).__name__}: '
+                      f'{e}); was config.gin edited?') from e
+    loaded = [np.shape(w) for w in jax.tree_util.tree_leaves(model.weights)]
+    if loaded != expected:
+      raise UserError(f'the checkpoint {self.checkpoint} does not fit the '
+                      f'model in {self.output_dir}/config.gin (weight shapes '
+                      f'{loaded[:3]}... vs {expected[:3]}...); was config.gin '
+                      'edited?')
+    model.state = init_state  # Fresh zero state for this batch size.
+    return model
