@@ -18,6 +18,7 @@ INSTALL_REQUIRES = [
     'numpy>=2.4,<2.5',
     'matplotlib>=3.9',
     'tqdm>=4.66',
+    'PyYAML>=6',  # Sweep grids (gin/sweeps/*.yaml).
 ]
 
 EXTRAS_REQUIRE = {
@@ -35,4 +36,14 @@ setuptools.setup(
     python_requires='>=3.10',
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
+    entry_points={
+        'console_scripts': [
+            'lm-trax-evaluate = lm_trax.evaluate:main',
+            'lm-trax-score = lm_trax.score:main',
+            'lm-trax-generate = lm_trax.generate:main',
+            'lm-trax-sweep = lm_trax.sweep:main',
+            'lm-trax-plot = lm_trax.plot:main',
+            'lm-trax-download = lm_trax.download:main',
+        ],
+    },
 )

@@ -10,6 +10,8 @@ without the corpus:
 
   model.pkl.gz (+ model.*.npy.gz)  trax checkpoint: weights, carried RNN state,
                                    optimizer slots, step
+  model_best.pkl.gz (+ ...)        the checkpoint with the best exact
+                                   validation perplexity so far
   data_counters0.pkl               position in the training stream
   config.gin                       the operative gin config
   vocab.json                       the vocabulary
@@ -41,6 +43,7 @@ from lm_trax import vocab as vocab_lib
 from lm_trax.errors import UserError
 
 TRAIN_COUNTER = 'train'  # Name of the training stream's position counter.
+BEST_CHECKPOINT = 'model_best'  # Basename of the best-validation checkpoint.
 
 
 class TokenCounter:
@@ -57,6 +60,45 @@ class TokenCounter:
   def take(self):
     n, self.n_tokens = self.n_tokens, 0
     return n
+
+
+class ExactValidation:
+  """Exact validation loss over the whole split, as lm_trax.evaluate does it.
+
+  Scores every validation token with the model in eval mode (stream rule, or
+  line by line for line-trained runs) using weights handed in by the Loop.
+  """
+
+  def __init__(self, model_fn, vocab, batching, valid_text):
+    from lm_trax import evaluate  # pylint: disable=g-import-not-at-top
+    self._evaluate = evaluate
+    self._vocab = vocab
+    if batching.kind == 'lines':
+      self._lines = data_lib.split_lines(vocab, valid_text)
+      self._batch_size = batching.batch_size
+      seq_len, carry = evaluate._PAD_MULTIPLE, False  # pylint: disable=protected-access
+    else:
+      self._lines = None
+      self._ids = vocab.encode(valid_text)
+      self._batch_size = 1
+      seq_len, carry = batching.batch_size * batching.seq_len, True
+    self._model = model_fn(vocab_size=vocab.size, mode='eval',
+                           carry_state=carry)
+    _, self._zero_state = self._model.init(
+        layers.signature(self._batch_size, seq_len))
+    self._seq_len = seq_len
+
+  def __call__(self, weights):
+    """Mean negative log-likelihood (nats/token) of the split."""
+    self._model.weights, self._model.state = weights, self._zero_state
+    eos = self._vocab.eos_id
+    if self._lines is None:
+      log_probs = self._evaluate.stream_log_probs(self._model, self._ids, eos,
+                                                  self._seq_len)
+      return float(-log_probs.mean())
+    sums, counts = self._evaluate.lines_log_probs(self._model, self._lines, eos,
+                                                  self._batch_size)
+    return float(-sums.sum() / counts.sum())
 
 
 class MetricsLog:
@@ -106,11 +148,17 @@ def _format_duration(seconds):
 class Loop(trax_training.Loop):
   """trax's Loop, logging perplexity, tokens/s and an ETA at each interval."""
 
-  def __init__(self, *args, n_steps, token_counter, metrics_log, **kwargs):
+  def __init__(self, *args, n_steps, token_counter, metrics_log,
+               exact_validation=None, exact_eval_at=None, **kwargs):
     self._n_total_steps = n_steps
     self._token_counter = token_counter
     self._metrics_log = metrics_log
+    self._exact_validation = exact_validation
+    self._exact_eval_at = exact_eval_at
     super().__init__(*args, **kwargs)
+    valid = [r['loss'] for r in metrics_log.read(self._output_dir)
+             if r['kind'] == 'valid' and r['step'] <= self.step]
+    self.best_valid_loss = min(valid) if valid else float('inf')
 
   def _log_training_progress(self, task, total_loss, n_steps, elapsed_time,
                              optimizer_metrics, summary_writer):
@@ -143,6 +191,26 @@ class Loop(trax_training.Loop):
       if self.is_chief:
         self._metrics_log.write(self.step, 'eval', loss=loss, ppl=_ppl(loss),
                                 accuracy=accuracy)
+    if self._exact_validation and self._exact_eval_at(self.step):
+      self.run_exact_validation()
+
+  def run_exact_validation(self):
+    """Scores the whole validation split; keeps the best checkpoint."""
+    trainer = self._trainer_per_task[self._which_task(self.step)]
+    weights = self._unreplicate(trainer.accelerated_model_with_loss.weights[0])
+    started = time.time()
+    loss = self._exact_validation(weights)
+    is_best = loss < self.best_valid_loss
+    _print(f'step {self.step:>7d}/{self._n_total_steps} | valid loss '
+           f'{loss:.4f} | ppl {_ppl(loss):9.2f} | exact, whole split, '
+           f'{time.time() - started:.1f} s' + (' | best so far' if is_best
+                                               else ''))
+    if self.is_chief:
+      self._metrics_log.write(self.step, 'valid', loss=loss, ppl=_ppl(loss))
+    if is_best:
+      self.best_valid_loss = loss
+      if self.is_chief and self._output_dir:
+        self.save_checkpoint(BEST_CHECKPOINT)
 
 
 class ResetStateEachPass(trax_callbacks.TrainingStepCallback):
@@ -209,6 +277,7 @@ def train(output_dir,
           eval_every=500,
           n_eval_batches=20,
           checkpoint_every=None,
+          exact_eval_every=None,
           vocab_max_size=None,
           seed=0):
   """Trains a language model with trax's Loop; resumes from output_dir.
@@ -229,6 +298,9 @@ def train(output_dir,
     n_eval_batches: validation batches per eval.
     checkpoint_every: save a checkpoint every this many steps (default:
       eval_every); the last step is always saved.
+    exact_eval_every: score the whole validation split every this many steps
+      (default: once per epoch, and at the last step; 0 turns it off); the
+      best-scoring weights are kept as model_best.pkl.gz.
     vocab_max_size: keep only this many most frequent words (word level).
     seed: seeds initialization, dropout and line shuffling.
 
@@ -249,6 +321,8 @@ def train(output_dir,
       raise UserError('set train.n_steps or train.n_epochs in the gin config')
     n_steps = int(round(n_epochs * steps_per_epoch))
   checkpoint_every = checkpoint_every or eval_every
+  if exact_eval_every is None:
+    exact_eval_every = steps_per_epoch
   _print(f'{corpus}: {len(vocab.split(train_text)):,} train tokens, vocabulary'
          f' of {vocab.size:,} ids; {steps_per_epoch:,} steps per epoch; '
          f'training to step {n_steps:,}; run directory {output_dir}')
@@ -276,7 +350,8 @@ def train(output_dir,
       sample_batch=sample_batch(batching))
 
   at_interval_or_end = lambda every: (
-      lambda step: step % every == 0 or step == n_steps)
+      lambda step: (every and step % every == 0) or step == n_steps)
+  exact_eval_at = at_interval_or_end(exact_eval_every)
   loop = Loop(
       model(vocab_size=vocab.size, mode='train'),
       train_task,
@@ -284,12 +359,16 @@ def train(output_dir,
       eval_tasks=[eval_task],
       output_dir=str(output_dir),
       checkpoint_at=at_interval_or_end(checkpoint_every),
-      eval_at=at_interval_or_end(eval_every),
+      eval_at=lambda step: (at_interval_or_end(eval_every)(step) or
+                            (exact_eval_every and exact_eval_at(step))),
       random_seed=seed,
       callbacks=[lambda loop: ResetStateEachPass(loop, steps_per_epoch)],
       n_steps=n_steps,
       token_counter=token_counter,
-      metrics_log=MetricsLog(output_dir))
+      metrics_log=MetricsLog(output_dir),
+      exact_validation=(ExactValidation(model, vocab, batching, valid_text)
+                        if exact_eval_every else None),
+      exact_eval_at=exact_eval_at)
   (output_dir / 'config.gin').write_text(gin.operative_config_str())
 
   if loop.step >= n_steps:

@@ -56,7 +56,7 @@ def test_a_tiny_corpus_trains_and_its_loss_clearly_drops(use_tiny_data,
       'train.n_steps = 150', 'train.eval_every = 50', 'train.n_eval_batches = 4',
       'train.optimizer = @trax.optimizers.Adam', 'train.lr_schedule = @constant_lr',
       'constant_lr.learning_rate = 0.01', 'LSTMLM.d_model = 32',
-      'Batching.batch_size = 8',
+      'Batching.batch_size = 8', 'train.exact_eval_every = 50',
   ], tmp_path)
   losses = _eval_losses(loop)
   assert len(losses) == 3
@@ -67,6 +67,12 @@ def test_a_tiny_corpus_trains_and_its_loss_clearly_drops(use_tiny_data,
   np.testing.assert_allclose(
       [r['loss'] for r in records if r['kind'] == 'eval'], losses, rtol=1e-6)
   assert all(r['tokens_per_sec'] > 0 for r in records if r['kind'] == 'train')
+  # Exact validation over the whole split, and the best checkpoint beside it.
+  valid = [r for r in records if r['kind'] == 'valid']
+  assert [r['step'] for r in valid] == [50, 100, 150]
+  assert valid[-1]['loss'] < 0.7 * valid[0]['loss']
+  assert loop.best_valid_loss == min(r['loss'] for r in valid)
+  assert (tmp_path / 'model_best.pkl.gz').exists()
 
 
 RESUME_BINDINGS = ['train.eval_every = 2', 'train.checkpoint_every = 2',

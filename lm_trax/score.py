@@ -1,0 +1,160 @@
+"""Score text with a trained run: per-line log-probabilities, next tokens.
+
+  python -m lm_trax.score --output_dir RUN [FILE|-] [--json] [--skip_unknown]
+  python -m lm_trax.score --output_dir RUN --next "the stock market" --top_k 5
+
+Each input line is scored on its own, from a fresh state primed with the
+end-of-line token, and its end (<eos> for words, '\\n' for characters) is
+scored too. For every line it prints the total log-probability (natural log),
+the number of tokens scored and the perplexity exp(-logprob / tokens):
+
+  logprob=-41.9230  tokens=7  ppl=398.06  the stock market fell sharply
+
+This is the building block for comparing texts (classification by
+likelihood) and for autocomplete (--next: the k most likely next tokens).
+"""
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+
+import jax
+import numpy as np
+
+from lm_trax import evaluate
+from lm_trax.errors import UserError
+
+
+@dataclasses.dataclass
+class LineScore:
+  text: str
+  logprob: float  # Sum of log p over the line's tokens, natural log.
+  tokens: int
+  unknown: int  # Words scored as <unk>.
+
+  @property
+  def ppl(self):
+    return math.exp(-self.logprob / self.tokens) if self.tokens else math.nan
+
+  def as_dict(self):
+    return {'text': self.text, 'logprob': self.logprob, 'tokens': self.tokens,
+            'ppl': self.ppl, 'unknown': self.unknown}
+
+
+def _unknown_policy(vocab, skip_unknown):
+  if skip_unknown:
+    return 'skip'
+  return 'map' if vocab.level == 'word' else 'error'
+
+
+def score_lines(run, lines, skip_unknown=False, batch_size=32):
+  """Scores each line of text on its own.
+
+  Args:
+    run: a lm_trax.run_dir.Run.
+    lines: strings, without their line ends.
+    skip_unknown: drop tokens outside the vocabulary instead of mapping words
+      to <unk> (or, for characters, raising UserError naming them).
+    batch_size: lines per compiled call.
+
+  Returns:
+    A list of LineScore, one per line.
+  """
+  vocab = run.vocab
+  policy = _unknown_policy(vocab, skip_unknown)
+  encoded, unknowns = [], []
+  for line in lines:
+    text = line + '\n'
+    unknowns.append(vocab.count_unknown(text))
+    encoded.append(vocab.encode(text, unknown=policy))
+  if not lines:
+    return []
+  model = run.model(mode='eval', batch_size=batch_size, seq_len=16,
+                    carry_state=False)
+  sums, counts = evaluate.lines_log_probs(model, encoded, vocab.eos_id,
+                                          batch_size)
+  return [LineScore(line, float(s), int(c), u)
+          for line, s, c, u in zip(lines, sums, counts, unknowns)]
+
+
+def next_tokens(run, prompt, top_k=5, skip_unknown=False):
+  """The top_k most likely tokens after `prompt`: [(token, probability)].
+
+  The prompt is primed with the end-of-line token like a line start; for word
+  models it is split into words (no <eos> is added at its end).
+  """
+  if top_k < 1:
+    raise UserError(f'--top_k must be >= 1, got {top_k}')
+  vocab = run.vocab
+  tokens = prompt.split() if vocab.level == 'word' else list(prompt)
+  ids = vocab.encode_tokens(tokens, unknown=_unknown_policy(vocab, skip_unknown))
+  inputs = np.concatenate([[vocab.eos_id], ids]).astype(np.int32)[None]
+  model = run.model(mode='eval', batch_size=1, seq_len=inputs.shape[1],
+                    carry_state=False)
+  logits, _ = model.pure_fn(inputs, model.weights, model.state,
+                            jax.random.PRNGKey(0))
+  probs = np.array(jax.nn.softmax(logits[0, -1].astype(np.float32)))
+  probs[0] = 0.0  # Padding is never a next token.
+  best = np.argsort(-probs, kind='stable')[:min(top_k, vocab.size - 1)]
+  return [(vocab.tokens[i], float(probs[i])) for i in best]
+
+
+def _read_lines(source):
+  if source in (None, '-'):
+    return sys.stdin.read().splitlines()
+  try:
+    with open(source, encoding='utf-8') as f:
+      return f.read().splitlines()
+  except FileNotFoundError:
+    raise UserError(f'no such file: {source}') from None
+  except UnicodeDecodeError:
+    raise UserError(f'{source} is not UTF-8 text') from None
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(
+      prog='python -m lm_trax.score',
+      description='Per-line log-probabilities, or the most likely next tokens.')
+  parser.add_argument('file', nargs='?', default='-',
+                      help='text to score, one item per line (- for stdin)')
+  parser.add_argument('--output_dir', required=True, help='the run directory')
+  parser.add_argument('--next', default=None, metavar='PROMPT',
+                      help='print the most likely next tokens after PROMPT')
+  parser.add_argument('--top_k', type=int, default=5)
+  parser.add_argument('--json', action='store_true', help='JSON lines output')
+  parser.add_argument('--skip_unknown', action='store_true',
+                      help='drop tokens outside the vocabulary')
+  parser.add_argument('--verbose', action='store_true')
+  args = parser.parse_args(argv)
+  try:
+    from lm_trax import run_dir  # pylint: disable=g-import-not-at-top
+    run = run_dir.Run(args.output_dir)
+    if args.next is not None:
+      for token, prob in next_tokens(run, args.next, args.top_k,
+                                     args.skip_unknown):
+        if args.json:
+          print(json.dumps({'token': token, 'prob': prob}))
+        else:
+          print(f'{prob:.4f}  {token!r}' if run.vocab.level == 'char'
+                else f'{prob:.4f}  {token}')
+      return
+    scores = score_lines(run, _read_lines(args.file), args.skip_unknown)
+    n_unknown = sum(s.unknown for s in scores)
+    if n_unknown and not args.skip_unknown:
+      print(f'{n_unknown} words not in the vocabulary were scored as <unk>',
+            file=sys.stderr)
+    for s in scores:
+      if args.json:
+        print(json.dumps(s.as_dict(), ensure_ascii=False))
+      else:
+        print(f'logprob={s.logprob:.4f}\ttokens={s.tokens}\tppl={s.ppl:.2f}\t'
+              f'{s.text}')
+  except UserError as e:
+    from lm_trax.errors import exit_with  # pylint: disable=g-import-not-at-top
+    exit_with(e, args.verbose)
+
+
+if __name__ == '__main__':
+  main()

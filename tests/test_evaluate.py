@@ -1,0 +1,166 @@
+"""Exact evaluation and scoring against brute-force per-token computations."""
+
+import json
+import math
+import pathlib
+
+import jax
+import numpy as np
+import pytest
+
+from lm_trax import config
+from lm_trax import evaluate
+from lm_trax import run_dir
+from lm_trax import score
+from lm_trax import training
+from lm_trax.errors import UserError
+
+GIN_DIR = pathlib.Path(__file__).resolve().parent.parent / 'gin'
+
+
+def _make_run(gin_name, data_dir, output_dir, extra=()):
+  config.parse([str(GIN_DIR / gin_name), str(GIN_DIR / 'tiny.gin')],
+               ['Corpus.download = False', f"Corpus.data_dir = '{data_dir}'",
+                'train.n_steps = 6', 'train.optimizer = @trax.optimizers.Adam',
+                'train.lr_schedule = @constant_lr',
+                'constant_lr.learning_rate = 0.01'] + list(extra))
+  training.train(output_dir=str(output_dir))
+  return output_dir
+
+
+@pytest.fixture(scope='module')
+def word_run(tiny_data_dir, tmp_path_factory):
+  return _make_run('ptb_lstm.gin', tiny_data_dir,
+                   tmp_path_factory.mktemp('word_run'))
+
+
+@pytest.fixture(scope='module')
+def char_run(tiny_data_dir, tmp_path_factory):
+  return _make_run('shakespeare_lstm.gin', tiny_data_dir,
+                   tmp_path_factory.mktemp('char_run'))
+
+
+@pytest.fixture(scope='module')
+def nplm_run(tiny_data_dir, tmp_path_factory):
+  return _make_run('ptb_nplm.gin', tiny_data_dir,
+                   tmp_path_factory.mktemp('nplm_run'))
+
+
+def _brute_force_log_probs(run, ids):
+  """log p(ids[t] | eos, ids[:t]), each from a fresh run over the prefix."""
+  inputs = np.concatenate([[run.vocab.eos_id], ids]).astype(np.int32)
+  result = []
+  for t in range(len(ids)):
+    prefix = inputs[None, :t + 1]
+    model = run.model(mode='eval', batch_size=1, seq_len=prefix.shape[1])
+    logits, _ = model.pure_fn(prefix, model.weights, model.state,
+                              jax.random.PRNGKey(0))
+    result.append(float(jax.nn.log_softmax(logits[0, -1])[ids[t]]))
+  return np.array(result)
+
+
+@pytest.mark.parametrize('which', ['word_run', 'nplm_run'])
+def test_stream_log_probs_equal_brute_force(which, request):
+  run = run_dir.Run(request.getfixturevalue(which))
+  ids = run.vocab.encode('the cat sees the ball\na dog likes a tree\n')
+  model = run.model(mode='eval', batch_size=1, seq_len=5)
+  fast = evaluate.stream_log_probs(model, ids, run.vocab.eos_id, chunk_len=5)
+  np.testing.assert_allclose(fast, _brute_force_log_probs(run, ids),
+                             rtol=1e-5, atol=1e-5)
+
+
+def test_perplexity_does_not_depend_on_the_batch_size(word_run):
+  results = [evaluate.evaluate(word_run, 'test', batch_size=b, progress=False)
+             for b in (1, 3, 20)]
+  assert len({r.tokens for r in results}) == 1
+  assert results[0].tokens == 100 * 6  # 100 lines of 5 words + <eos>.
+  for r in results[1:]:
+    assert r.loss == pytest.approx(results[0].loss, rel=1e-5)
+
+
+def test_char_results_report_bits_per_character(char_run):
+  result = evaluate.evaluate(char_run, 'valid', progress=False)
+  assert result.level == 'char'
+  assert result.bpc == pytest.approx(result.loss / math.log(2))
+  assert result.line().startswith(f'split=valid tokens={result.tokens} ')
+  assert f'bpc={result.bpc:.4f}' in result.line()
+
+
+def test_line_trained_runs_are_scored_line_by_line(tiny_data_dir, tmp_path):
+  output_dir = _make_run('shakespeare_gru.gin', tiny_data_dir, tmp_path)
+  run = run_dir.Run(output_dir)
+  text = 'All:\nSpeak, speak.\n\nAll:\n'
+  result = evaluate.evaluate_text(run, text, 'valid', progress=False)
+  lines = score.score_lines(run, ['All:', 'Speak, speak.', 'All:'])
+  assert result.tokens == sum(s.tokens for s in lines) == 5 + 14 + 5
+  assert result.loss == pytest.approx(
+      -sum(s.logprob for s in lines) / result.tokens, rel=1e-5)
+
+
+def test_a_lines_score_is_the_sum_of_its_token_log_probs(word_run):
+  run = run_dir.Run(word_run)
+  line = 'the bird finds some food'
+  (scored,) = score.score_lines(run, [line])
+  ids = run.vocab.encode(line + '\n')
+  assert scored.tokens == len(ids) == 6
+  assert scored.logprob == pytest.approx(
+      _brute_force_log_probs(run, ids).sum(), rel=1e-5)
+  assert scored.ppl == pytest.approx(math.exp(-scored.logprob / 6))
+
+
+def test_top_k_next_tokens_follow_the_models_distribution(word_run):
+  run = run_dir.Run(word_run)
+  best = score.next_tokens(run, 'the cat', top_k=4)
+  assert len(best) == 4
+  probs = [p for _, p in best]
+  assert probs == sorted(probs, reverse=True)
+  ids = np.array([run.vocab.eos_id] + list(run.vocab.encode_tokens(
+      ['the', 'cat'])), np.int32)[None]
+  model = run.model(mode='eval', batch_size=1, seq_len=3)
+  logits, _ = model.pure_fn(ids, model.weights, model.state,
+                            jax.random.PRNGKey(0))
+  expected = np.asarray(jax.nn.softmax(logits[0, -1]))
+  for token, prob in best:
+    assert prob == pytest.approx(float(expected[run.vocab.ids[token]]),
+                                 rel=1e-5)
+  others = [i for i in range(1, run.vocab.size)
+            if run.vocab.tokens[i] not in dict(best)]
+  assert expected[others].max() <= min(probs) + 1e-7
+
+
+def test_unknown_words_map_to_unk_and_unknown_chars_are_errors(word_run,
+                                                               char_run):
+  (scored,) = score.score_lines(run_dir.Run(word_run), ['the zebra sees'])
+  assert scored.unknown == 1 and scored.tokens == 4
+  char = run_dir.Run(char_run)
+  with pytest.raises(UserError, match="'Z'"):
+    score.score_lines(char, ['Zounds'])
+  (skipped,) = score.score_lines(char, ['Zounds'], skip_unknown=True)
+  assert skipped.tokens < len('Zounds\n')
+
+
+def test_command_lines_print_the_documented_lines(word_run, tmp_path, capsys):
+  evaluate.main(['--output_dir', str(word_run), '--split', 'valid'])
+  last = capsys.readouterr().out.strip().splitlines()[-1]
+  assert last.startswith('split=valid tokens=600 loss=') and ' ppl=' in last
+  text = tmp_path / 'lines.txt'
+  text.write_text('the cat sees the ball\na dog likes a tree\n')
+  score.main(['--output_dir', str(word_run), str(text), '--json'])
+  rows = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
+  assert [r['tokens'] for r in rows] == [6, 6]
+  score.main(['--output_dir', str(word_run), '--next', 'the', '--top_k', '3'])
+  assert len(capsys.readouterr().out.splitlines()) == 3
+
+
+def test_bad_arguments_are_one_line_errors(word_run, tmp_path, capsys):
+  for argv in (['--output_dir', str(tmp_path / 'none')],
+               ['--output_dir', str(word_run), '--batch_size', '0']):
+    with pytest.raises(SystemExit) as exit_info:
+      evaluate.main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('error: ')
+  with pytest.raises(SystemExit):
+    score.main(['--output_dir', str(word_run), '--next', 'the',
+                '--top_k', '0'])
+  assert 'top_k' in capsys.readouterr().err
