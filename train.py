@@ -7,6 +7,8 @@
 The run directory defaults to runs/<name of the last gin file>.
 """
 
+import sys
+
 from absl import app
 from absl import flags
 from absl import logging
@@ -37,6 +39,9 @@ def main(argv):
     config.parse(FLAGS.gin_file, FLAGS.gin_bindings)
     output_dir = FLAGS.output_dir or f'runs/{config.run_name(FLAGS.gin_file)}'
     training.train(output_dir=output_dir)
+  except training.Interrupted as e:
+    print(e, file=sys.stderr)
+    sys.exit(128 + e.signum)
   except UserError as e:
     exit_with(e, FLAGS.verbose)
 

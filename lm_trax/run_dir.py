@@ -13,12 +13,10 @@ import jax
 import numpy as np
 from trax import shapes
 
+from lm_trax import checkpoints
 from lm_trax import config
 from lm_trax import vocab as vocab_lib
 from lm_trax.errors import UserError
-
-CHECKPOINT = 'model.pkl.gz'
-
 
 class Run:
   """A trained run: its vocabulary, config and a way to build its model.
@@ -27,16 +25,19 @@ class Run:
   so gin-configured objects (Corpus, Batching) read the run's settings.
   """
 
-  def __init__(self, output_dir, checkpoint=CHECKPOINT):
+  def __init__(self, output_dir, checkpoint=checkpoints.LATEST):
+    """Opens output_dir; checkpoint is checkpoints.LATEST or .BEST."""
     self.output_dir = pathlib.Path(output_dir).expanduser()
     if not self.output_dir.is_dir():
       raise UserError(f'run directory {self.output_dir} does not exist; '
                       'train one first: python train.py --gin_file=...')
-    self.checkpoint = self.output_dir / checkpoint
-    for path in (self.output_dir / 'config.gin', self.checkpoint):
-      if not path.is_file():
-        raise UserError(f'{path} is missing: {self.output_dir} is not a '
-                        'finished run directory of train.py')
+    self.checkpoint = checkpoints.model_file(self.output_dir, checkpoint)
+    if self.checkpoint is None:
+      raise UserError(f'{self.output_dir} has no {checkpoint} checkpoint: is '
+                      'it a run directory of train.py that saved one?')
+    if not (self.output_dir / 'config.gin').is_file():
+      raise UserError(f'{self.output_dir}/config.gin is missing: '
+                      f'{self.output_dir} is not a run directory of train.py')
     self.vocab = vocab_lib.Vocab.load(self.output_dir)
     config.parse([str(self.output_dir / 'config.gin')])
     self._model_fn = gin.query_parameter('train.model').scoped_configurable_fn

@@ -8,11 +8,11 @@ an EvalTask (cross entropy, accuracy), and runs trax's training Loop.
 A run directory holds everything needed to continue, evaluate or sample
 without the corpus:
 
-  model.pkl.gz (+ model.*.npy.gz)  trax checkpoint: weights, carried RNN state,
-                                   optimizer slots, step
-  model_best.pkl.gz (+ ...)        the checkpoint with the best exact
-                                   validation perplexity so far
-  data_counters0.pkl               position in the training stream
+  checkpoints/step-NNNNNNNN/       trax checkpoint files: weights, carried RNN
+                                   state, optimizer slots, step, position in
+                                   the training stream (lm_trax.checkpoints)
+  checkpoints/latest, best         pointers to the newest checkpoint and to the
+                                   one with the best exact validation loss
   config.gin                       the operative gin config
   vocab.json                       the vocabulary
   metrics.jsonl                    one JSON record per log/eval (see
@@ -20,14 +20,19 @@ without the corpus:
   train/ eval/                     TensorBoard event files
 
 Rerunning the same command resumes from the checkpoint at the same step and
-data position, and trains up to n_steps in total.
+data position, and trains up to n_steps in total. SIGINT/SIGTERM save a
+checkpoint at the current step and raise Interrupted; a NaN or infinite loss
+raises Diverged without overwriting the last good checkpoint.
 """
 
 import json
 import pathlib
+import signal
 import time
 
 import gin
+import jax
+from jax import numpy as jnp
 import numpy as np
 import trax
 from trax import layers as tl
@@ -35,6 +40,7 @@ from trax.data import inputs as trax_inputs
 from trax.supervised import callbacks as trax_callbacks
 from trax.supervised import training as trax_training
 
+from lm_trax import checkpoints
 from lm_trax import corpora
 from lm_trax import data as data_lib
 from lm_trax import layers
@@ -44,6 +50,18 @@ from lm_trax.errors import UserError
 
 TRAIN_COUNTER = 'train'  # Name of the training stream's position counter.
 BEST_CHECKPOINT = 'model_best'  # Basename of the best-validation checkpoint.
+
+
+class Interrupted(UserError):
+  """Training was stopped by SIGINT/SIGTERM after saving a checkpoint."""
+
+  def __init__(self, message, signum):
+    super().__init__(message)
+    self.signum = signum
+
+
+class Diverged(UserError):
+  """The training loss became NaN or infinite."""
 
 
 class TokenCounter:
@@ -160,12 +178,70 @@ class Loop(trax_training.Loop):
              if r['kind'] == 'valid' and r['step'] <= self.step]
     self.best_valid_loss = min(valid) if valid else float('inf')
 
+  # Checkpoints: one directory each, see lm_trax.checkpoints.
+
+  def save_checkpoint(self, basename):
+    if self._output_dir is None:
+      return
+    self._check_weights_finite()
+    kind = (checkpoints.BEST if basename == BEST_CHECKPOINT
+            else checkpoints.LATEST)
+    output_dir = self._output_dir
+
+    def write_files(directory):
+      self._output_dir = str(directory)
+      try:
+        trax_training.Loop.save_checkpoint(self, 'model')
+      finally:
+        self._output_dir = output_dir
+    if self.is_chief:
+      checkpoints.write(output_dir, kind, self.step, write_files)
+    self.last_checkpoint_step = self.step
+
+  def load_checkpoint(self, directory=None, filename=None):
+    if directory is not None or self._output_dir is None:
+      return super().load_checkpoint(directory, filename)
+    candidates = checkpoints.candidates(self._output_dir)
+    if not candidates:  # A new run, or one saved before checkpoints/ existed.
+      return super().load_checkpoint()
+    failures = []
+    for candidate in candidates:
+      try:
+        super().load_checkpoint(directory=str(candidate))
+        trax_inputs.load_data_counters(str(candidate))
+      except Exception as e:  # pylint: disable=broad-except
+        failures.append(f'{candidate.name}: {type(e).__name__}: {e}')
+        continue
+      if failures:
+        _print(f'warning: could not load {"; ".join(failures)}; resumed from '
+               f'{candidate} instead')
+      return
+    if failures:
+      raise UserError(
+          f'no loadable checkpoint in {checkpoints.root(self._output_dir)} '
+          f'({"; ".join(failures)}); delete the directory to start fresh')
+
+  def _check_weights_finite(self):
+    leaves = jax.tree_util.tree_leaves(self._model.weights)
+    if not all(bool(jnp.all(jnp.isfinite(w))) for w in leaves):
+      self._diverged('the weights')
+
+  def _diverged(self, what):
+    last = getattr(self, 'last_checkpoint_step', None)
+    kept = (f'the last good checkpoint (step {last}) is kept' if last
+            else 'no checkpoint was written')
+    raise Diverged(f'training diverged: {what} became NaN or infinite by step '
+                   f'{self.step}; {kept}; lower the learning rate or clip '
+                   'gradients (e.g. SGD.clip_grad_norm)')
+
   def _log_training_progress(self, task, total_loss, n_steps, elapsed_time,
                              optimizer_metrics, summary_writer):
-    super()._log_training_progress(task, total_loss, n_steps, elapsed_time,
-                                   optimizer_metrics, summary_writer)
     n_steps = max(1, n_steps)
     loss = float(total_loss) / n_steps
+    if not np.isfinite(loss):
+      self._diverged(f'the training loss ({loss})')
+    super()._log_training_progress(task, total_loss, n_steps, elapsed_time,
+                                   optimizer_metrics, summary_writer)
     tokens_per_sec = self._token_counter.take() / max(elapsed_time, 1e-9)
     eta = (self._n_total_steps - self.step) * elapsed_time / n_steps
     learning_rate = task.learning_rate(self.step)
@@ -213,6 +289,38 @@ class Loop(trax_training.Loop):
         self.save_checkpoint(BEST_CHECKPOINT)
 
 
+class StopOnSignal(trax_callbacks.TrainingStepCallback):
+  """Saves a checkpoint and raises Interrupted after SIGINT or SIGTERM.
+
+  The signal handler only records the request; the checkpoint is written
+  between two steps, so it is consistent.
+  """
+
+  def __init__(self, loop):
+    super().__init__(loop)
+    self.requested = None
+
+  def request(self, signum, unused_frame=None):
+    if self.requested is not None:  # A second signal: stop at once.
+      raise KeyboardInterrupt
+    self.requested = signum
+
+  def call_at(self, step):
+    return True
+
+  def on_step_begin(self, step):
+    pass
+
+  def on_step_end(self, step):
+    if self.requested is None:
+      return
+    self._loop.save_checkpoint('model')
+    name = signal.Signals(self.requested).name
+    raise Interrupted(f'stopped by {name} at step {step}; checkpoint saved in '
+                      f'{self._loop._output_dir}; rerun the same command to '  # pylint: disable=protected-access
+                      'resume', self.requested)
+
+
 class ResetStateEachPass(trax_callbacks.TrainingStepCallback):
   """Zeros the carried RNN state before the first step of every pass."""
 
@@ -230,6 +338,26 @@ class ResetStateEachPass(trax_callbacks.TrainingStepCallback):
 
   def on_step_end(self, step):
     pass
+
+
+class _stop_on_signals:  # pylint: disable=invalid-name
+  """Routes SIGINT/SIGTERM to the Loop's StopOnSignal while training."""
+
+  def __init__(self, loop):
+    self._stopper = next(c for c in loop._callbacks  # pylint: disable=protected-access
+                         if isinstance(c, StopOnSignal))
+    self._previous = {}
+
+  def __enter__(self):
+    for signum in (signal.SIGINT, signal.SIGTERM):
+      try:
+        self._previous[signum] = signal.signal(signum, self._stopper.request)
+      except ValueError:  # Not the main thread: leave signals alone.
+        pass
+
+  def __exit__(self, *unused_exc):
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
 
 
 def _ppl(loss):
@@ -255,6 +383,33 @@ def prepare_vocab(output_dir, corpus, train_text, max_size=None):
     return saved
   built.save(output_dir)
   return built
+
+
+def check_same_model(output_dir, model, batching):
+  """Writes model.json (the model's layers and weight shapes) into a new run,
+  or refuses to resume a run directory that holds a different model."""
+  model.init(layers.signature(*sample_batch(batching)[0].shape))
+  description = {
+      'model': str(model).split('\n'),
+      'weight_shapes': [list(np.shape(w)) for w in
+                        jax.tree_util.tree_leaves(model.weights)],
+  }
+  path = pathlib.Path(output_dir) / 'model.json'
+  if path.exists():
+    saved = json.loads(path.read_text(encoding='utf-8'))
+    if saved != description:
+      raise UserError(
+          f'{output_dir} holds a run of a different model '
+          f'({" ".join(saved["model"])[:80]}...); use another --output_dir, '
+          'or delete it to start fresh')
+    return
+  _write_atomically(path, json.dumps(description, indent=1))
+
+
+def _write_atomically(path, text):
+  tmp = path.with_name(f'.{path.name}.tmp')
+  tmp.write_text(text, encoding='utf-8')
+  tmp.replace(path)
 
 
 def sample_batch(batching):
@@ -300,7 +455,7 @@ def train(output_dir,
       eval_every); the last step is always saved.
     exact_eval_every: score the whole validation split every this many steps
       (default: once per epoch, and at the last step; 0 turns it off); the
-      best-scoring weights are kept as model_best.pkl.gz.
+      best-scoring weights are kept as checkpoints/best.
     vocab_max_size: keep only this many most frequent words (word level).
     seed: seeds initialization, dropout and line shuffling.
 
@@ -349,11 +504,13 @@ def train(output_dir,
       n_eval_batches=n_eval_batches,
       sample_batch=sample_batch(batching))
 
+  train_model = model(vocab_size=vocab.size, mode='train')
+  check_same_model(output_dir, train_model, batching)
   at_interval_or_end = lambda every: (
       lambda step: (every and step % every == 0) or step == n_steps)
   exact_eval_at = at_interval_or_end(exact_eval_every)
   loop = Loop(
-      model(vocab_size=vocab.size, mode='train'),
+      train_model,
       train_task,
       eval_model=model(vocab_size=vocab.size, mode='eval', carry_state=False),
       eval_tasks=[eval_task],
@@ -362,14 +519,15 @@ def train(output_dir,
       eval_at=lambda step: (at_interval_or_end(eval_every)(step) or
                             (exact_eval_every and exact_eval_at(step))),
       random_seed=seed,
-      callbacks=[lambda loop: ResetStateEachPass(loop, steps_per_epoch)],
+      callbacks=[lambda loop: ResetStateEachPass(loop, steps_per_epoch),
+                 StopOnSignal],
       n_steps=n_steps,
       token_counter=token_counter,
       metrics_log=MetricsLog(output_dir),
       exact_validation=(ExactValidation(model, vocab, batching, valid_text)
                         if exact_eval_every else None),
       exact_eval_at=exact_eval_at)
-  (output_dir / 'config.gin').write_text(gin.operative_config_str())
+  _write_atomically(output_dir / 'config.gin', gin.operative_config_str())
 
   if loop.step >= n_steps:
     _print(f'{output_dir} is already at step {loop.step} >= n_steps '
@@ -378,7 +536,8 @@ def train(output_dir,
   if loop.step:
     _print(f'resuming at step {loop.step} from {output_dir}')
   started = time.time()
-  loop.run(n_steps - loop.step)
+  with _stop_on_signals(loop):
+    loop.run(n_steps - loop.step)
   _print(f'trained to step {loop.step} in '
          f'{_format_duration(time.time() - started)}; checkpoint in '
          f'{output_dir}')

@@ -41,8 +41,10 @@ def test_every_config_trains_two_steps_at_tiny_size(name, use_tiny_data,
                                                     tmp_path):
   loop = _train([str(GIN_DIR / name), TINY], [], tmp_path)
   assert loop.step == 2
-  for filename in ('model.pkl.gz', 'config.gin', 'vocab.json',
-                   'data_counters0.pkl'):
+  for filename in ('checkpoints/step-00000002/model.pkl.gz',
+                   'checkpoints/step-00000002/data_counters0.pkl',
+                   'checkpoints/latest', 'config.gin', 'vocab.json',
+                   'model.json', 'metrics.jsonl'):
     assert (tmp_path / filename).exists(), filename
   assert 'train.model' in (tmp_path / 'config.gin').read_text()
   assert all(np.isfinite(_eval_losses(loop)))
@@ -72,7 +74,8 @@ def test_a_tiny_corpus_trains_and_its_loss_clearly_drops(use_tiny_data,
   assert [r['step'] for r in valid] == [50, 100, 150]
   assert valid[-1]['loss'] < 0.7 * valid[0]['loss']
   assert loop.best_valid_loss == min(r['loss'] for r in valid)
-  assert (tmp_path / 'model_best.pkl.gz').exists()
+  assert (tmp_path / 'checkpoints' / 'best').read_text().strip() == (
+      f'best-{int(min(valid, key=lambda r: r["loss"])["step"]):08d}')
 
 
 RESUME_BINDINGS = ['train.eval_every = 2', 'train.checkpoint_every = 2',
@@ -124,7 +127,8 @@ def test_real_ptb_lstm_trains_30_steps_and_resumes_to_40(real_data_dir,
   files = [str(GIN_DIR / 'ptb_lstm.gin')]
   fast = ['train.eval_every = 30', 'train.n_eval_batches = 2']
   loop = _train(files, fast + ['train.n_steps = 30'], tmp_path)
-  assert loop.step == 30 and (tmp_path / 'model.pkl.gz').exists()
+  assert loop.step == 30
+  assert (tmp_path / 'checkpoints' / 'latest').read_text() == 'step-00000030\n'
   assert vocab_lib.Vocab.load(tmp_path).size == 10001
   resumed = _train(files, fast + ['train.n_steps = 40'], tmp_path)
   assert resumed.step == 40

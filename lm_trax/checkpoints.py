@@ -1,0 +1,139 @@
+"""Crash-safe checkpoint directories on top of trax's checkpoint files.
+
+trax writes a checkpoint as several files (model.pkl.gz with the step,
+model.weights.npy.gz, model.opt_slots0.npy.gz, data_counters0.pkl), each
+atomically but not as a group: a kill between two files would leave new
+weights beside an old step. So every checkpoint goes into a directory of its
+own, and a one-line pointer file names the current one:
+
+  <run>/checkpoints/step-00002323/   model.pkl.gz, model.weights.npy.gz, ...
+  <run>/checkpoints/latest           "step-00002323"   (replaced atomically)
+  <run>/checkpoints/best             "best-00002000"   (best validation)
+
+A directory is complete before it gets its final name (written as .tmp-*,
+fsynced, then renamed), and the pointer moves only after that, so a kill at
+any moment leaves the previous checkpoint loadable. The last KEEP step
+directories are kept, so a checkpoint damaged later on disk can fall back to
+the one before it.
+"""
+
+import os
+import pathlib
+import re
+import shutil
+import tempfile
+
+ROOT = 'checkpoints'
+LATEST, BEST = 'latest', 'best'
+KEEP = 2
+_STEP_DIR = re.compile(r'^(step|best)-(\d{8})$')
+
+
+def root(output_dir):
+  return pathlib.Path(output_dir) / ROOT
+
+
+def _fsync_dir(path):
+  fd = os.open(path, os.O_RDONLY)
+  try:
+    os.fsync(fd)
+  finally:
+    os.close(fd)
+
+
+def _fsync_tree(path):
+  for file in pathlib.Path(path).iterdir():
+    with open(file, 'rb') as f:
+      os.fsync(f.fileno())
+  _fsync_dir(path)
+
+
+def write(output_dir, kind, step, write_files):
+  """Writes one checkpoint directory and points `kind` at it.
+
+  Args:
+    output_dir: the run directory.
+    kind: LATEST (a periodic checkpoint) or BEST.
+    step: the training step being saved.
+    write_files: callable(directory) that writes the checkpoint's files there.
+
+  Returns:
+    The final checkpoint directory.
+  """
+  base = root(output_dir)
+  base.mkdir(parents=True, exist_ok=True)
+  name = f'{"step" if kind == LATEST else "best"}-{step:08d}'
+  tmp = pathlib.Path(tempfile.mkdtemp(prefix='.tmp-', dir=base))
+  write_files(tmp)
+  _fsync_tree(tmp)
+  final = base / name
+  if final.exists():  # The same step saved again (e.g. after a resume).
+    shutil.rmtree(final)
+  os.rename(tmp, final)
+  _point(base, kind, name)
+  _prune(base)
+  return final
+
+
+def _point(base, kind, name):
+  tmp = base / f'.{kind}.tmp'
+  with open(tmp, 'w', encoding='utf-8') as f:
+    f.write(name + '\n')
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, base / kind)
+  _fsync_dir(base)
+
+
+def pointed(output_dir, kind):
+  """The directory `kind` points at, or None."""
+  pointer = root(output_dir) / kind
+  if not pointer.is_file():
+    return None
+  directory = root(output_dir) / pointer.read_text(encoding='utf-8').strip()
+  return directory if directory.is_dir() else None
+
+
+def candidates(output_dir):
+  """Checkpoint directories to try when resuming, newest first: the latest
+  pointer's target, then the other kept step directories."""
+  base = root(output_dir)
+  found = []
+  latest = pointed(output_dir, LATEST)
+  if latest is not None:
+    found.append(latest)
+  if base.is_dir():
+    steps = sorted((d for d in base.iterdir()
+                    if d.is_dir() and d.name.startswith('step-')
+                    and _STEP_DIR.match(d.name)), reverse=True)
+    found += [d for d in steps if d not in found]
+  return found
+
+
+def _prune(base):
+  """Keeps the KEEP newest step dirs, the targets of both pointers, and
+  removes leftovers of interrupted writes."""
+  keep = set()
+  for kind in (LATEST, BEST):
+    pointer = base / kind
+    if pointer.is_file():
+      keep.add(pointer.read_text(encoding='utf-8').strip())
+  for prefix in ('step-', 'best-'):
+    names = sorted((d.name for d in base.iterdir()
+                    if d.is_dir() and d.name.startswith(prefix)), reverse=True)
+    keep.update(names[:KEEP if prefix == 'step-' else 1])
+  for entry in base.iterdir():
+    if entry.is_dir() and entry.name not in keep:
+      shutil.rmtree(entry, ignore_errors=True)
+
+
+def model_file(output_dir, kind=LATEST):
+  """Path of the model.pkl.gz to load for evaluation (or None)."""
+  directory = pointed(output_dir, kind)
+  if directory is None and kind == LATEST:
+    directories = candidates(output_dir)
+    directory = directories[0] if directories else None
+  if directory is None:  # A run saved before checkpoints/ existed.
+    legacy = pathlib.Path(output_dir) / 'model.pkl.gz'
+    return legacy if kind == LATEST and legacy.exists() else None
+  return directory / 'model.pkl.gz'
