@@ -16,7 +16,7 @@ from absl import logging
 import lm_trax  # pylint: disable=unused-import  (applies trax fixes, registers)
 from lm_trax import config
 from lm_trax import training
-from lm_trax.errors import UserError, exit_with
+from lm_trax.errors import UserError, exit_with, one_line
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string('gin_file', [], 'Gin config files, in order.')
@@ -40,7 +40,7 @@ def main(argv):
     output_dir = FLAGS.output_dir or f'runs/{config.run_name(FLAGS.gin_file)}'
     training.train(output_dir=output_dir)
   except training.Interrupted as e:
-    print(e, file=sys.stderr)
+    print(one_line(e), file=sys.stderr)
     sys.exit(128 + e.signum)
   except UserError as e:
     exit_with(e, FLAGS.verbose)

@@ -11,12 +11,15 @@ own, and a one-line pointer file names the current one:
   <run>/checkpoints/best             "best-00002000"   (best validation)
 
 A directory is complete before it gets its final name (written as .tmp-*,
-fsynced, then renamed), and the pointer moves only after that, so a kill at
-any moment leaves the previous checkpoint loadable. The last KEEP step
+with a manifest of its files' sizes and SHA-256, fsynced, then renamed), and
+the pointer moves only after that, so a kill at any moment leaves the previous
+checkpoint loadable; `verify` catches files damaged later. The last KEEP step
 directories are kept, so a checkpoint damaged later on disk can fall back to
 the one before it.
 """
 
+import hashlib
+import json
 import os
 import pathlib
 import re
@@ -27,6 +30,7 @@ ROOT = 'checkpoints'
 LATEST, BEST = 'latest', 'best'
 KEEP = 2
 _STEP_DIR = re.compile(r'^(step|best)-(\d{8})$')
+MANIFEST = 'manifest.json'
 
 
 def root(output_dir):
@@ -65,6 +69,8 @@ def write(output_dir, kind, step, write_files):
   name = f'{"step" if kind == LATEST else "best"}-{step:08d}'
   tmp = pathlib.Path(tempfile.mkdtemp(prefix='.tmp-', dir=base))
   write_files(tmp)
+  manifest = {f.name: _digest(f) for f in sorted(tmp.iterdir())}
+  (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding='utf-8')
   _fsync_tree(tmp)
   final = base / name
   if final.exists():  # The same step saved again (e.g. after a resume).
@@ -73,6 +79,28 @@ def write(output_dir, kind, step, write_files):
   _point(base, kind, name)
   _prune(base)
   return final
+
+
+def _digest(path):
+  sha = hashlib.sha256()
+  with open(path, 'rb') as f:
+    for block in iter(lambda: f.read(1 << 20), b''):
+      sha.update(block)
+  return {'size': path.stat().st_size, 'sha256': sha.hexdigest()}
+
+
+def verify(directory):
+  """Raises ValueError if a file of the checkpoint is missing or changed."""
+  directory = pathlib.Path(directory)
+  manifest_path = directory / MANIFEST
+  if not manifest_path.is_file():
+    raise ValueError(f'{manifest_path} is missing')
+  for name, expected in json.loads(manifest_path.read_text()).items():
+    path = directory / name
+    if not path.is_file():
+      raise ValueError(f'{path} is missing')
+    if _digest(path) != expected:
+      raise ValueError(f'{path} is damaged (size or SHA-256 differs)')
 
 
 def _point(base, kind, name):

@@ -1,7 +1,7 @@
 """Gin configuration: parse files and bindings with one-line errors.
 
 Includes inside gin files are resolved against the including file's
-directory, then the project's gin/ directory, so `include 'data/ptb.gin'`
+directory, then the project's gin/ directory, so `include 'corpora/ptb.gin'`
 works from any working directory.
 """
 

@@ -11,10 +11,15 @@ class UserError(Exception):
   """
 
 
-def exit_with(error, verbose=False):
-  """Prints `error` as one line (or a traceback if verbose) and exits 2."""
+def one_line(error):
+  """The error's message on one line, without the suffix gin appends."""
+  message = ' '.join(str(error).split())
+  return message.split(" In call to configurable '")[0]
+
+
+def exit_with(error, verbose=False, status=2):
+  """Prints `error` as one line (or a traceback if verbose) and exits."""
   if verbose:
     raise error
-  message = ' '.join(str(error).split())
-  print(f'error: {message}', file=sys.stderr)
-  sys.exit(2)
+  print(f'error: {one_line(error)}', file=sys.stderr)
+  sys.exit(status)

@@ -27,6 +27,7 @@ raises Diverged without overwriting the last good checkpoint.
 
 import json
 import pathlib
+import random
 import signal
 import time
 
@@ -207,6 +208,7 @@ class Loop(trax_training.Loop):
     failures = []
     for candidate in candidates:
       try:
+        checkpoints.verify(candidate)
         super().load_checkpoint(directory=str(candidate))
         trax_inputs.load_data_counters(str(candidate))
       except Exception as e:  # pylint: disable=broad-except
@@ -221,7 +223,15 @@ class Loop(trax_training.Loop):
           f'no loadable checkpoint in {checkpoints.root(self._output_dir)} '
           f'({"; ".join(failures)}); delete the directory to start fresh')
 
+  def _run_one_step(self, task_index, task_changed):
+    loss, stats = super()._run_one_step(task_index, task_changed)
+    self._last_loss = loss  # A device array: checked at checkpoints only.
+    return loss, stats
+
   def _check_weights_finite(self):
+    last_loss = getattr(self, '_last_loss', None)
+    if last_loss is not None and not np.all(np.isfinite(last_loss)):
+      self._diverged(f'the training loss ({float(np.mean(last_loss))})')
     leaves = jax.tree_util.tree_leaves(self._model.weights)
     if not all(bool(jnp.all(jnp.isfinite(w))) for w in leaves):
       self._diverged('the weights')
@@ -464,6 +474,10 @@ def train(output_dir,
   """
   output_dir = pathlib.Path(output_dir).expanduser()
   output_dir.mkdir(parents=True, exist_ok=True)
+  # trax seeds each layer's initialization from Python's `random` when the
+  # layer is built, before the Loop seeds it: seed everything here.
+  random.seed(seed)
+  np.random.seed(seed)
   corpus = corpora.Corpus()
   batching = data_lib.Batching()
   train_text = corpus.text('train')

@@ -1,0 +1,116 @@
+"""Crash safety and clean errors: signals, NaN, damaged checkpoints."""
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from trax import layers as tl
+
+from lm_trax import checkpoints
+from lm_trax import config
+from lm_trax import training
+from lm_trax.errors import UserError
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+GIN = REPO / 'gin'
+FILES = [str(GIN / 'ptb_lstm.gin'), str(GIN / 'tiny.gin')]
+ADAM = ['train.optimizer = @trax.optimizers.Adam',
+        'train.lr_schedule = @constant_lr', 'constant_lr.learning_rate = 0.01',
+        'train.exact_eval_every = 0']
+
+
+def _train(output_dir, bindings):
+  config.parse(FILES, ['Corpus.download = False'] + ADAM + list(bindings))
+  return training.train(output_dir=str(output_dir))
+
+
+def _latest(output_dir):
+  return (pathlib.Path(output_dir) / 'checkpoints' / 'latest').read_text().strip()
+
+
+def test_checkpoint_writes_are_all_or_nothing(tmp_path):
+  def good(directory):
+    (directory / 'model.pkl.gz').write_bytes(b'one')
+  checkpoints.write(tmp_path, checkpoints.LATEST, 10, good)
+
+  def crash(directory):
+    (directory / 'model.pkl.gz').write_bytes(b'partial')
+    raise KeyboardInterrupt  # Killed halfway through the files.
+  with pytest.raises(KeyboardInterrupt):
+    checkpoints.write(tmp_path, checkpoints.LATEST, 20, crash)
+  assert checkpoints.pointed(tmp_path, checkpoints.LATEST).name == (
+      'step-00000010')
+  assert checkpoints.model_file(tmp_path).read_bytes() == b'one'
+  for step in (30, 40, 50):
+    checkpoints.write(tmp_path, checkpoints.LATEST, step, good)
+  names = sorted(p.name for p in (tmp_path / 'checkpoints').iterdir()
+                 if p.is_dir())
+  assert names == ['step-00000040', 'step-00000050']  # Last 2; no leftovers.
+
+
+def test_a_damaged_latest_checkpoint_falls_back_to_the_previous(
+    use_tiny_data, tmp_path, capsys):
+  _train(tmp_path, ['train.n_steps = 4', 'train.checkpoint_every = 2'])
+  weights = tmp_path / 'checkpoints' / 'step-00000004' / 'model.weights.npy.gz'
+  weights.write_bytes(weights.read_bytes()[:100])  # Truncated on disk.
+  loop = _train(tmp_path, ['train.n_steps = 4', 'train.checkpoint_every = 2'])
+  assert 'resumed from' in capsys.readouterr().out
+  assert loop.step == 4  # Resumed at 2, trained on to 4.
+  for directory in checkpoints.candidates(tmp_path):
+    (directory / 'model.pkl.gz').write_bytes(b'garbage')
+  with pytest.raises(UserError, match='no loadable checkpoint'):
+    _train(tmp_path, ['train.n_steps = 6'])
+
+
+def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(
+    use_tiny_data, tmp_path):
+  sgd = ['train.optimizer = @trax.optimizers.SGD']
+  _train(tmp_path, sgd + ['train.n_steps = 2'])
+  with pytest.raises(training.Diverged, match='NaN or infinite by step') as e:
+    _train(tmp_path, sgd + ['train.n_steps = 6',
+                            'constant_lr.learning_rate = 1e38'])
+  diverged_at = int(str(e.value).split('by step ')[1].split(';')[0])
+  latest = _latest(tmp_path)
+  assert int(latest.split('-')[1]) < diverged_at
+  assert f'the last good checkpoint (step {int(latest.split("-")[1])})' in str(
+      e.value)
+  saved = tl.np_from_file(str(tmp_path / 'checkpoints' / latest /
+                              'model.weights.npy.gz'), compresslevel=2)
+  assert all(np.isfinite(w).all() for w in saved)
+
+
+def test_a_run_directory_of_another_model_is_refused(use_tiny_data, tmp_path):
+  _train(tmp_path, ['train.n_steps = 2'])
+  with pytest.raises(UserError, match='different model'):
+    _train(tmp_path, ['train.n_steps = 2', 'LSTMLM.d_model = 24'])
+
+
+def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tiny_data_dir,
+                                                           tmp_path):
+  env = dict(os.environ, LM_TRAX_DATA_DIR=str(tiny_data_dir))
+  command = [sys.executable, str(REPO / 'train.py'),
+             f'--gin_file={FILES[0]}', f'--gin_file={FILES[1]}',
+             '--gin_bindings=train.n_steps = 100000',
+             '--gin_bindings=train.eval_every = 50',
+             '--gin_bindings=train.exact_eval_every = 0',
+             '--gin_bindings=Corpus.download = False',
+             f'--output_dir={tmp_path}']
+  proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, cwd=REPO)
+  for line in proc.stdout:  # Wait until training runs.
+    if line.startswith('step '):
+      break
+  time.sleep(1.0)
+  proc.send_signal(signal.SIGTERM)
+  _, err = proc.communicate(timeout=300)
+  assert proc.returncode == 128 + signal.SIGTERM, err
+  message = err.strip().splitlines()[-1]
+  assert 'stopped by SIGTERM at step' in message
+  assert 'rerun the same command to resume' in message
+  step = int(message.split('at step ')[1].split(';')[0])
+  assert step > 50 and _latest(tmp_path) == f'step-{step:08d}'

@@ -1,0 +1,369 @@
+"""lm_trax.sweep: grids, point names, skip/resume, failures, the report."""
+
+import csv
+import json
+import os
+import pathlib
+import signal
+import statistics
+import sys
+
+import pytest
+
+from lm_trax import sweep
+from lm_trax import training
+from lm_trax.errors import UserError
+
+GIN_DIR = pathlib.Path(__file__).resolve().parent.parent / 'gin'
+PTB_LSTM = str(GIN_DIR / 'ptb_lstm.gin')
+TINY = str(GIN_DIR / 'tiny.gin')
+SHIPPED_GRID = GIN_DIR / 'sweeps' / 'ptb_lstm_width_dropout.yaml'
+PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+
+WIDTH_X_DROPOUT = ['LSTMLM.d_model = [100, 200, 400]',
+                   'LSTMLM.dropout = [0.0, 0.5]', 'train.n_steps = [1000]']
+
+
+def _names(points):
+  return [point.name for point in points]
+
+
+def test_the_grid_is_the_product_with_the_first_parameter_slowest():
+  points = sweep.expand(sweep.make_grid(sweep_flags=WIDTH_X_DROPOUT))
+  assert len(points) == 3 * 2 * 1
+  assert [p.bindings[:2] for p in points] == [
+      ['LSTMLM.d_model = 100', 'LSTMLM.dropout = 0.0'],
+      ['LSTMLM.d_model = 100', 'LSTMLM.dropout = 0.5'],
+      ['LSTMLM.d_model = 200', 'LSTMLM.dropout = 0.0'],
+      ['LSTMLM.d_model = 200', 'LSTMLM.dropout = 0.5'],
+      ['LSTMLM.d_model = 400', 'LSTMLM.dropout = 0.0'],
+      ['LSTMLM.d_model = 400', 'LSTMLM.dropout = 0.5'],
+  ]
+  assert all(p.bindings[2] == 'train.n_steps = 1000' for p in points)
+
+
+def test_point_names_are_readable_unique_and_stable():
+  points = sweep.expand(sweep.make_grid(sweep_flags=WIDTH_X_DROPOUT))
+  # Named after the params that vary; train.n_steps is the same for all.
+  assert points[1].name == 'LSTMLM.d_model=100,LSTMLM.dropout=0.5'
+  assert len(set(_names(points))) == len(points)
+  assert _names(points) == _names(
+      sweep.expand(sweep.make_grid(sweep_flags=WIDTH_X_DROPOUT)))
+  # More values for the swept params keep the names.
+  wider = sweep.expand(sweep.make_grid(sweep_flags=[
+      'LSTMLM.d_model = [50, 100, 200, 400, 800]',
+      'LSTMLM.dropout = [0.0, 0.25, 0.5]', 'train.n_steps = [1000]']))
+  assert set(_names(points)) < set(_names(wider))
+
+
+def test_point_names_are_file_safe_even_for_awkward_values():
+  points = sweep.expand(sweep.make_grid(sweep_flags=[
+      "Corpus.name = ['a b', 'a_b', 'data/my corpus']",
+      'train.optimizer = [@trax.optimizers.SGD, @trax.optimizers.Adam]',
+      'Batching.boundaries = [(8, 16), (32,)]']))
+  names = _names(points)
+  assert names[8] == ('Corpus.name=data_my_corpus,train.optimizer='
+                      'trax.optimizers.SGD,Batching.boundaries=8_16')
+  # 'a b' and 'a_b' would both become a_b: each gets a hash of its bindings.
+  assert len(set(names)) == len(names) == 12
+  assert names[0].startswith('Corpus.name=a_b,') and names[0][-9] == '-'
+  assert names[4].startswith('Corpus.name=a_b,') and names[4][-9] == '-'
+  assert all(not set(name) & set('/ \'"@()[]') for name in names)
+  long = sweep.expand([('Corpus.name', [repr('x' * 300)])])[0].name
+  assert len(long) <= 150
+
+
+def test_a_yaml_grid_and_sweep_flags_give_the_same_grid(tmp_path):
+  grid_file = tmp_path / 'grid.yaml'
+  grid_file.write_text(
+      '# As trax keeps sweeps: Configurable.param: [values]\n'
+      'LSTMLM.d_model: [100, 200]\n'
+      'LSTMLM.dropout: [0.0, 0.50]\n'
+      'constant_lr.learning_rate: [1e-3, 0.01]\n'
+      "train.optimizer: ['@trax.optimizers.SGD', '@trax.optimizers.Adam']\n"
+      'Corpus.name: [ptb]\n'
+      '# LSTMLM.n_layers: [1, 2]\n')
+  flags = ['LSTMLM.d_model = [100, 200]', 'LSTMLM.dropout = [0.0, 0.5]',
+           'constant_lr.learning_rate = [0.001, 1e-2]',
+           'train.optimizer = [@trax.optimizers.SGD, @trax.optimizers.Adam]',
+           "Corpus.name = ['ptb']"]
+  from_yaml = sweep.make_grid(grid_file=grid_file)
+  from_flags = sweep.make_grid(sweep_flags=flags)
+  assert from_yaml == from_flags
+  assert sweep.expand(from_yaml) == sweep.expand(from_flags)
+  assert sweep.expand(from_yaml)[0].bindings == [
+      'LSTMLM.d_model = 100', 'LSTMLM.dropout = 0.0',
+      'constant_lr.learning_rate = 0.001',
+      'train.optimizer = @trax.optimizers.SGD', "Corpus.name = 'ptb'"]
+  # Every point's bindings are valid gin for the PTB LSTM config.
+  grid_sweep = sweep.Sweep([PTB_LSTM], [], from_yaml)
+  sweep.check_configs(grid_sweep, grid_sweep.points())
+
+
+def test_the_shipped_grid_parses_with_its_config():
+  grid = sweep.load_grid_file(SHIPPED_GRID)
+  shipped = sweep.Sweep([PTB_LSTM], [], grid)
+  points = shipped.points()
+  assert len(points) == 4
+  assert sweep.varying_params(grid) == ['LSTMLM.d_model', 'LSTMLM.dropout']
+  sweep.check_configs(shipped, points)
+
+
+@pytest.mark.parametrize('flag, message', [
+    ('LSTMLM.d_model = 200', r'non-empty \[list\]'),
+    ('LSTMLM.d_model = []', r'non-empty \[list\]'),
+    ('LSTMLM.d_model = [1, 1]', 'lists 1 more than once'),
+    ('LSTMLM.d_model [1, 2]', 'not a gin binding'),
+    ('LSTMLM.d_model = [1]\nLSTMLM.dropout = [0.5]', 'one binding'),
+])
+def test_a_bad_sweep_flag_is_a_user_error(flag, message):
+  with pytest.raises(UserError, match=message):
+    sweep.parse_sweep_flag(flag)
+
+
+def test_bad_grids_are_user_errors(tmp_path):
+  with pytest.raises(UserError, match='more than once'):
+    sweep.make_grid(sweep_flags=['train.seed = [1]', 'train.seed = [2]'])
+  with pytest.raises(UserError, match='give a grid'):
+    sweep.make_grid()
+  with pytest.raises(UserError, match='does not exist'):
+    sweep.make_grid(grid_file=tmp_path / 'nope.yaml')
+  (tmp_path / 'list.yaml').write_text('- 1\n- 2\n')
+  with pytest.raises(UserError, match='must map gin parameters'):
+    sweep.make_grid(grid_file=tmp_path / 'list.yaml')
+
+
+def _sweep_args(output_dir, *extra):
+  return ['--gin_file', PTB_LSTM, '--gin_file', TINY,
+          '--gin_bindings', 'Corpus.download = False',
+          '--output_dir', str(output_dir), *extra]
+
+
+def test_a_config_typo_fails_before_any_training(tmp_path, capsys):
+  with pytest.raises(SystemExit) as exited:
+    sweep.main(_sweep_args(tmp_path, '--sweep', 'LSTMLM.no_such = [1, 2]'))
+  assert exited.value.code == 2
+  error = capsys.readouterr().err
+  assert error.count('\n') == 1
+  assert 'point LSTMLM.no_such=1: bad gin config' in error
+  assert not (tmp_path / 'LSTMLM.no_such=1').exists()
+
+
+def test_a_sweep_directory_is_not_reused_for_another_sweep(tmp_path, capsys):
+  sweep.Sweep([PTB_LSTM, TINY], ['Corpus.download = False'],
+              [('train.seed', ['1'])]).save(tmp_path)
+  with pytest.raises(SystemExit):
+    sweep.main(_sweep_args(tmp_path, '--sweep', 'train.seed = [2]'))
+  assert 'holds another sweep (its sweep.json has other grid)' in (
+      capsys.readouterr().err)
+
+
+def test_an_unexpected_exception_is_recorded_as_one_line(tmp_path,
+                                                         monkeypatch):
+  def crash(output_dir):
+    raise ValueError('bad\nthing')
+  monkeypatch.setattr(training, 'train', crash)
+  one_point = sweep.Sweep([PTB_LSTM], [], [('train.seed', ['1'])])
+  point = one_point.points()[0]
+  status = sweep.run_point(one_point, point, tmp_path / point.name)
+  assert status['status'] == 'failed'
+  assert status['error'] == 'ValueError: bad thing'
+  assert status['bindings'] == ['train.seed = 1']
+  assert status['wall_time'] >= 0 and status['ended']
+
+
+def _statuses(output_dir, points):
+  return [sweep.read_status(output_dir / p.name)['status'] for p in points]
+
+
+def _check_table_against_metrics(output_dir, points):
+  """results.csv holds each run's own numbers from its metrics.jsonl."""
+  with open(output_dir / 'results.csv', newline='') as f:
+    rows = list(csv.DictReader(f))
+  assert [row['name'] for row in rows] == _names(points)
+  all_records = [training.MetricsLog.read(output_dir / p.name) for p in points]
+  valid_kind = ('valid' if any(r['kind'] == 'valid' for records in all_records
+                               for r in records) else 'eval')
+  for row, records in zip(rows, all_records):
+    assert row['valid_from'] == valid_kind
+    if row['status'] != 'finished':
+      assert row['best_valid_ppl'] == row['final_valid_ppl'] == ''
+      continue
+    valid = [r['ppl'] for r in records if r['kind'] == valid_kind]
+    train = [r for r in records if r['kind'] == 'train']
+    assert float(row['best_valid_ppl']) == min(valid)
+    assert float(row['final_valid_ppl']) == valid[-1]
+    assert float(row['final_train_loss']) == train[-1]['loss']
+    assert int(row['steps']) == train[-1]['step'] == 4
+    assert float(row['tokens_per_sec']) == statistics.median(
+        r['tokens_per_sec'] for r in train)
+    assert float(row['wall_time_s']) > 0
+  return rows
+
+
+def test_a_sweep_skips_finished_points_resumes_interrupted_ones_and_goes_on(
+    use_tiny_data, tmp_path, monkeypatch, capsys):
+  output_dir = tmp_path / 'sweep'
+  flags = ['LSTMLM.d_model = [8, 16]', "Corpus.name = ['ptb', 'missing']",
+           'train.n_steps = [4]']
+  args = _sweep_args(output_dir, *(arg for flag in flags
+                                   for arg in ('--sweep', flag)))
+  points = sweep.expand(sweep.make_grid(sweep_flags=flags))
+  assert _names(points) == [
+      'LSTMLM.d_model=8,Corpus.name=ptb',
+      'LSTMLM.d_model=8,Corpus.name=missing',
+      'LSTMLM.d_model=16,Corpus.name=ptb',
+      'LSTMLM.d_model=16,Corpus.name=missing']
+  real_train = training.train
+  trained = []
+
+  def train_interrupted_at_step_2(output_dir):
+    trained.append(pathlib.Path(output_dir).name)
+    if output_dir.endswith(points[2].name):  # As if Ctrl-C came at step 2.
+      real_train(output_dir=output_dir, n_steps=2)
+      raise training.Interrupted('stopped by SIGINT at step 2', signal.SIGINT)
+    return real_train(output_dir=output_dir)
+
+  # First run: the failing 2nd point does not stop the 3rd, which is
+  # interrupted at step 2; the 4th never starts.
+  monkeypatch.setattr(training, 'train', train_interrupted_at_step_2)
+  with pytest.raises(SystemExit) as exited:
+    sweep.main(args)
+  assert exited.value.code == 130
+  assert capsys.readouterr().err.endswith(
+      'sweep stopped: stopped by SIGINT at step 2\n')
+  assert _statuses(output_dir, points) == [
+      'finished', 'failed', 'interrupted', 'pending']
+  first_records = training.MetricsLog.read(output_dir / points[2].name)
+  assert max(r['step'] for r in first_records) == 2
+
+  # Second run: skips the finished point, retries the failed one, resumes the
+  # interrupted one from its checkpoint and runs the last.
+  trained.clear()
+  monkeypatch.setattr(training, 'train', lambda output_dir: (
+      trained.append(pathlib.Path(output_dir).name) or
+      real_train(output_dir=output_dir)))
+  sweep.main(args)
+  assert trained == _names(points)[1:]
+  assert _statuses(output_dir, points) == [
+      'finished', 'failed', 'finished', 'failed']
+  out = capsys.readouterr().out
+  assert '1 finished, 3 to run' in out
+  assert f'resuming at step 2 from {output_dir / points[2].name}' in out
+  resumed_records = training.MetricsLog.read(output_dir / points[2].name)
+  assert resumed_records[:len(first_records)] == first_records
+  assert [r['step'] for r in resumed_records if r['kind'] == 'train'] == [
+      1, 2, 3, 4]
+  failed = sweep.read_status(output_dir / points[3].name)
+  assert failed['error'].startswith("unknown corpus 'missing'")
+  assert '\n' not in failed['error']
+
+  # The report: every number is the run's own, the plot is written.
+  rows = _check_table_against_metrics(output_dir, points)
+  assert [row['status'] for row in rows] == [
+      'finished', 'failed', 'finished', 'failed']
+  table = (output_dir / 'results.md').read_text()
+  assert '| LSTMLM.d_model | Corpus.name | best valid ppl |' in table
+  assert '`train.n_steps = 4`' in table
+  assert ("- `LSTMLM.d_model=8,Corpus.name=missing`: unknown corpus "
+          "'missing'") in table
+  assert 'In call to configurable' not in table
+  assert table in out
+  png = (output_dir / 'curves.png').read_bytes()
+  assert png.startswith(PNG_SIGNATURE) and len(png) > 10_000
+  stored = json.loads((output_dir / 'sweep.json').read_text())
+  assert stored['gin_files'] == [PTB_LSTM, TINY]
+
+  # --report rewrites the same table, training nothing.
+  trained.clear()
+  (output_dir / 'results.md').unlink()
+  sweep.main(['--report', str(output_dir)])
+  assert trained == [] and (output_dir / 'results.md').read_text() == table
+
+
+def test_the_report_falls_back_to_sampled_eval_records(tmp_path):
+  grid_sweep = sweep.Sweep([PTB_LSTM], [], [('LSTMLM.d_model', ['8', '16'])])
+  grid_sweep.save(tmp_path)
+  first = tmp_path / grid_sweep.points()[0].name
+  first.mkdir()
+  log = training.MetricsLog(first)
+  for step, loss, eval_loss in ((10, 5.0, 5.5), (20, 4.0, 4.2), (30, 3.5, 4.4)):
+    log.write(step, 'train', loss=loss, ppl=2.0 ** loss, tokens_per_sec=step)
+    log.write(step, 'eval', loss=eval_loss, ppl=2.0 ** eval_loss)
+  (first / sweep.STATUS_FILE).write_text(
+      json.dumps({'status': 'finished', 'wall_time': 61.0}))
+
+  rows = sweep.write_report(tmp_path)
+  assert rows[0]['best_valid_ppl'] == 2.0 ** 4.2
+  assert rows[0]['final_valid_ppl'] == 2.0 ** 4.4
+  assert rows[0]['final_train_loss'] == 3.5
+  assert rows[0]['tokens_per_sec'] == 20
+  assert rows[0]['steps'] == 30
+  assert rows[1]['status'] == 'pending' and rows[1]['steps'] is None
+  table = (tmp_path / 'results.md').read_text()
+  assert "trax's sampled-window eval" in table
+  assert '| 8 | 18.38 | 21.11 | 3.5000 | 30 | 0:01:01 | 20 | finished |' in (
+      table)
+  assert '| 16 | - | - | - | - | - | - | pending |' in table
+
+
+def test_the_worker_entry_point_trains_the_named_point(use_tiny_data,
+                                                      tmp_path):
+  grid_sweep = sweep.Sweep([PTB_LSTM, TINY], ['Corpus.download = False'],
+                           [('Corpus.name', ["'ptb'", "'missing'"])])
+  grid_sweep.save(tmp_path)
+  good, bad = grid_sweep.points()
+  for point, exit_code in ((good, 0), (bad, 1)):
+    with pytest.raises(SystemExit) as exited:
+      sweep.main(sweep.worker_command(tmp_path, point)[3:])
+    assert exited.value.code == exit_code
+  assert sweep.read_status(tmp_path / good.name)['step'] == 2
+  assert sweep.read_status(tmp_path / bad.name)['error'] == (
+      "unknown corpus 'missing': use ptb, tinyshakespeare, tfds:NAME, a "
+      'directory with train.txt/valid.txt[/test.txt], or a text file')
+
+
+# Stands in for `python -m lm_trax.sweep --run_point` (25 s of imports):
+# finishes its point, or crashes without recording anything.
+FAKE_WORKER = """
+import json, pathlib, sys
+point_dir = pathlib.Path(sys.argv[1])
+if point_dir.name.endswith('=2'):
+  print('Fatal Python error: Aborted')
+  sys.exit(134)
+(point_dir / 'status.json').write_text(json.dumps({'status': 'finished'}))
+"""
+
+
+def test_workers_run_points_in_processes_and_a_crash_is_recorded(
+    tmp_path, monkeypatch):
+  monkeypatch.setattr(sweep, 'worker_command', lambda output_dir, point: [
+      sys.executable, '-c', FAKE_WORKER, str(output_dir / point.name)])
+  sweep.main(['--gin_file', PTB_LSTM, '--sweep', 'train.seed = [1, 2, 3]',
+              '--output_dir', str(tmp_path), '--workers', '2'])
+  points = [tmp_path / f'train.seed={seed}' for seed in (1, 2, 3)]
+  assert _statuses(tmp_path, points) == ['finished', 'failed', 'finished']
+  crashed = sweep.read_status(points[1])
+  assert crashed['error'] == (
+      'worker process exited with status 134: Fatal Python error: Aborted')
+  assert 'Aborted' in (points[1] / sweep.LOG_FILE).read_text()
+  assert all((point / sweep.LOG_FILE).exists() for point in points)
+  assert (tmp_path / 'results.csv').exists()
+
+
+@pytest.mark.skipif(not os.environ.get('LM_TRAX_SLOW_TESTS'),
+                    reason='starts two Python processes that import trax '
+                    '(1-2 min on 2 cores); set LM_TRAX_SLOW_TESTS=1')
+def test_real_workers_train_each_point_in_its_own_process(use_tiny_data,
+                                                          tmp_path):
+  output_dir = tmp_path / 'sweep'
+  sweep.main(_sweep_args(output_dir, '--sweep',
+                         "Corpus.name = ['ptb', 'missing']", '--workers', '2'))
+  good = output_dir / 'Corpus.name=ptb'
+  bad = output_dir / 'Corpus.name=missing'
+  assert sweep.read_status(good)['status'] == 'finished'
+  assert sweep.read_status(good)['step'] == 2
+  assert 'trained to step 2' in (good / sweep.LOG_FILE).read_text()
+  assert sweep.read_status(bad)['status'] == 'failed'
+  assert sweep.read_status(bad)['error'].startswith("unknown corpus 'missing'")
+  assert (output_dir / 'results.csv').exists()
