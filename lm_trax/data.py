@@ -144,6 +144,14 @@ def line_batches(lines, vocab, boundaries, batch_sizes, max_length,
 
 # What training uses -------------------------------------------------------------
 
+def _check_positive_int(name, value):
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    raise UserError(f'{name} must be a whole number, got {value!r}; fix the '
+                    'gin binding')
+  if value < 1:
+    raise UserError(f'{name} must be >= 1, got {value}')
+
+
 @gin.configurable(module='lm_trax')
 class Batching:
   """How a split becomes batches; the gin-configurable choice of stream.
@@ -159,8 +167,11 @@ class Batching:
     if kind not in ('contiguous', 'lines'):
       raise UserError(f"Batching.kind must be 'contiguous' or 'lines', "
                       f'got {kind!r}')
-    if batch_size < 1 or seq_len < 1:
-      raise UserError('Batching.batch_size and seq_len must be >= 1')
+    for name, value in (('batch_size', batch_size), ('seq_len', seq_len),
+                        ('max_length', max_length)):
+      _check_positive_int(f'Batching.{name}', value)
+    for value in tuple(boundaries) + tuple(batch_sizes):
+      _check_positive_int('Batching.boundaries and batch_sizes', value)
     self.kind = kind
     self.batch_size = batch_size
     self.seq_len = seq_len

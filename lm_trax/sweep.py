@@ -73,6 +73,7 @@ import yaml
 from lm_trax import config
 from lm_trax import plot
 from lm_trax import training
+from lm_trax import files
 from lm_trax.errors import UserError, exit_with
 
 SWEEP_FILE = 'sweep.json'
@@ -351,13 +352,7 @@ class Sweep:
             f'continue that sweep with just --output_dir {output_dir}')
       return
     output_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomically(path, self.to_json() + '\n')
-
-
-def _write_atomically(path, text):
-  temporary = path.with_name(path.name + '.tmp')
-  temporary.write_text(text, encoding='utf-8')
-  os.replace(temporary, path)
+    files.write_text_atomically(path, self.to_json() + '\n')
 
 
 def read_status(point_dir):
@@ -373,7 +368,7 @@ def _update_status(point_dir, **fields):
   status = read_status(point_dir)
   status.update(fields)
   pathlib.Path(point_dir).mkdir(parents=True, exist_ok=True)
-  _write_atomically(pathlib.Path(point_dir) / STATUS_FILE,
+  files.write_text_atomically(pathlib.Path(point_dir) / STATUS_FILE,
                     json.dumps(status, indent=2) + '\n')
   return status
 

@@ -44,6 +44,7 @@ from trax.supervised import training as trax_training
 from lm_trax import checkpoints
 from lm_trax import corpora
 from lm_trax import data as data_lib
+from lm_trax import files
 from lm_trax import layers
 from lm_trax import schedules
 from lm_trax import vocab as vocab_lib
@@ -413,13 +414,7 @@ def check_same_model(output_dir, model, batching):
           f'({" ".join(saved["model"])[:80]}...); use another --output_dir, '
           'or delete it to start fresh')
     return
-  _write_atomically(path, json.dumps(description, indent=1))
-
-
-def _write_atomically(path, text):
-  tmp = path.with_name(f'.{path.name}.tmp')
-  tmp.write_text(text, encoding='utf-8')
-  tmp.replace(path)
+  files.write_text_atomically(path, json.dumps(description, indent=1))
 
 
 def sample_batch(batching):
@@ -472,6 +467,13 @@ def train(output_dir,
   Returns:
     The trax Loop after training.
   """
+  for name, value in (('n_steps', n_steps), ('eval_every', eval_every),
+                      ('checkpoint_every', checkpoint_every),
+                      ('n_eval_batches', n_eval_batches)):
+    if value is not None and (isinstance(value, bool) or
+                              not isinstance(value, int) or value < 1):
+      raise UserError(f'train.{name} must be a whole number >= 1, got '
+                      f'{value!r}; fix the gin binding')
   output_dir = pathlib.Path(output_dir).expanduser()
   output_dir.mkdir(parents=True, exist_ok=True)
   # trax seeds each layer's initialization from Python's `random` when the
@@ -541,7 +543,8 @@ def train(output_dir,
       exact_validation=(ExactValidation(model, vocab, batching, valid_text)
                         if exact_eval_every else None),
       exact_eval_at=exact_eval_at)
-  _write_atomically(output_dir / 'config.gin', gin.operative_config_str())
+  files.write_text_atomically(output_dir / 'config.gin',
+                              gin.operative_config_str())
 
   if loop.step >= n_steps:
     _print(f'{output_dir} is already at step {loop.step} >= n_steps '

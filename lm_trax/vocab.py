@@ -17,11 +17,11 @@ evaluation and generation never need the corpus.
 
 import collections
 import json
-import os
 import pathlib
 
 import numpy as np
 
+from lm_trax import files
 from lm_trax.errors import UserError
 
 PAD, UNK, EOS = '<pad>', '<unk>', '<eos>'
@@ -113,10 +113,8 @@ class Vocab:
     """Writes <directory>/vocab.json atomically; returns its path."""
     path = pathlib.Path(directory) / FILENAME
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix('.json.tmp')
-    tmp.write_text(json.dumps({'level': self.level, 'tokens': self.tokens},
-                              ensure_ascii=False), encoding='utf-8')
-    os.replace(tmp, path)
+    files.write_text_atomically(path, json.dumps(
+        {'level': self.level, 'tokens': self.tokens}, ensure_ascii=False))
     return path
 
   @classmethod

@@ -114,3 +114,26 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tiny_data_dir,
   assert 'rerun the same command to resume' in message
   step = int(message.split('at step ')[1].split(';')[0])
   assert step > 50 and _latest(tmp_path) == f'step-{step:08d}'
+
+
+@pytest.mark.parametrize('binding, message', [
+    ("Batching.batch_size = 'twenty'", 'Batching.batch_size must be a whole'),
+    ('Batching.seq_len = 0', 'Batching.seq_len must be >= 1'),
+    ('train.n_steps = 2.5', 'train.n_steps must be a whole number'),
+])
+def test_values_of_the_wrong_type_are_one_line_errors(binding, message,
+                                                      use_tiny_data, tmp_path):
+  with pytest.raises(UserError, match=message):
+    _train(tmp_path, [binding])
+
+
+def test_the_same_seed_gives_identical_losses(use_tiny_data, tmp_path):
+  every_step = ['train.n_steps = 100', 'train.eval_every = 1',
+                'train.n_eval_batches = 1', 'LSTMLM.dropout = 0.2']
+  losses = []
+  for name in ('a', 'b'):
+    _train(tmp_path / name, every_step)
+    losses.append([r['loss'] for r in training.MetricsLog.read(tmp_path / name)
+                   if r['kind'] == 'train'])
+  assert len(losses[0]) == 100
+  assert losses[0] == losses[1]
