@@ -179,6 +179,7 @@ class Loop(trax_training.Loop):
     valid = [r['loss'] for r in metrics_log.read(self._output_dir)
              if r['kind'] == 'valid' and r['step'] <= self.step]
     self.best_valid_loss = min(valid) if valid else float('inf')
+    self.last_checkpoint_step = self.step or None  # Set when resumed.
 
   # Checkpoints: one directory each, see lm_trax.checkpoints.
 
@@ -238,7 +239,7 @@ class Loop(trax_training.Loop):
       self._diverged('the weights')
 
   def _diverged(self, what):
-    last = getattr(self, 'last_checkpoint_step', None)
+    last = self.last_checkpoint_step
     kept = (f'the last good checkpoint (step {last}) is kept' if last
             else 'no checkpoint was written')
     raise Diverged(f'training diverged: {what} became NaN or infinite by step '
