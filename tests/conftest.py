@@ -49,6 +49,23 @@ def tiny_data_dir(tmp_path_factory):
   return write_tiny_data_dir(tmp_path_factory.mktemp('data'))
 
 
+@pytest.fixture(scope='session')
+def train_tiny_run(tiny_data_dir, tmp_path_factory):
+  """A function that trains a shipped config at tiny size on the tiny corpora:
+  train_tiny_run('ptb_lstm.gin', bindings=[...], output_dir=None) -> run dir."""
+  from lm_trax import config  # pylint: disable=g-import-not-at-top
+  from lm_trax import training  # pylint: disable=g-import-not-at-top
+
+  def train_run(gin_name, bindings=(), output_dir=None):
+    output_dir = output_dir or tmp_path_factory.mktemp(gin_name.split('.')[0])
+    config.parse([str(REPO / 'gin' / gin_name), str(REPO / 'gin' / 'tiny.gin')],
+                 ['Corpus.download = False',
+                  f"Corpus.data_dir = '{tiny_data_dir}'"] + list(bindings))
+    training.train(output_dir=str(output_dir))
+    return output_dir
+  return train_run
+
+
 @pytest.fixture
 def use_tiny_data(tiny_data_dir, monkeypatch):
   """Points LM_TRAX_DATA_DIR at the tiny corpora (no downloads)."""

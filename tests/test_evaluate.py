@@ -2,48 +2,34 @@
 
 import json
 import math
-import pathlib
 
 import jax
 import numpy as np
 import pytest
 
-from lm_trax import config
 from lm_trax import evaluate
 from lm_trax import run_dir
 from lm_trax import score
-from lm_trax import training
 from lm_trax.errors import UserError
 
-GIN_DIR = pathlib.Path(__file__).resolve().parent.parent / 'gin'
-
-
-def _make_run(gin_name, data_dir, output_dir, extra=()):
-  config.parse([str(GIN_DIR / gin_name), str(GIN_DIR / 'tiny.gin')],
-               ['Corpus.download = False', f"Corpus.data_dir = '{data_dir}'",
-                'train.n_steps = 6', 'train.optimizer = @trax.optimizers.Adam',
+ADAM_6_STEPS = ['train.n_steps = 6', 'train.optimizer = @trax.optimizers.Adam',
                 'train.lr_schedule = @constant_lr',
-                'constant_lr.learning_rate = 0.01'] + list(extra))
-  training.train(output_dir=str(output_dir))
-  return output_dir
+                'constant_lr.learning_rate = 0.01']
 
 
 @pytest.fixture(scope='module')
-def word_run(tiny_data_dir, tmp_path_factory):
-  return _make_run('ptb_lstm.gin', tiny_data_dir,
-                   tmp_path_factory.mktemp('word_run'))
+def word_run(train_tiny_run):
+  return train_tiny_run('ptb_lstm.gin', ADAM_6_STEPS)
 
 
 @pytest.fixture(scope='module')
-def char_run(tiny_data_dir, tmp_path_factory):
-  return _make_run('shakespeare_lstm.gin', tiny_data_dir,
-                   tmp_path_factory.mktemp('char_run'))
+def char_run(train_tiny_run):
+  return train_tiny_run('shakespeare_lstm.gin', ADAM_6_STEPS)
 
 
 @pytest.fixture(scope='module')
-def nplm_run(tiny_data_dir, tmp_path_factory):
-  return _make_run('ptb_nplm.gin', tiny_data_dir,
-                   tmp_path_factory.mktemp('nplm_run'))
+def nplm_run(train_tiny_run):
+  return train_tiny_run('ptb_nplm.gin', ADAM_6_STEPS)
 
 
 def _brute_force_log_probs(run, ids):
@@ -86,8 +72,8 @@ def test_char_results_report_bits_per_character(char_run):
   assert f'bpc={result.bpc:.4f}' in result.line()
 
 
-def test_line_trained_runs_are_scored_line_by_line(tiny_data_dir, tmp_path):
-  output_dir = _make_run('shakespeare_gru.gin', tiny_data_dir, tmp_path)
+def test_line_trained_runs_are_scored_line_by_line(train_tiny_run, tmp_path):
+  output_dir = train_tiny_run('shakespeare_gru.gin', ADAM_6_STEPS, tmp_path)
   run = run_dir.Run(output_dir)
   text = 'All:\nSpeak, speak.\n\nAll:\n'
   result = evaluate.evaluate_text(run, text, 'valid', progress=False)

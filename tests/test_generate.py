@@ -1,6 +1,5 @@
 """Sampling: exact sequences from fake models, frequencies, seeds, priming, CLI."""
 
-import pathlib
 import shutil
 
 import jax
@@ -10,15 +9,10 @@ import pytest
 from trax import layers as tl
 from trax.layers import base
 
-from lm_trax import config
 from lm_trax import generate
 from lm_trax import layers
 from lm_trax import run_dir
-from lm_trax import training
 from lm_trax.errors import UserError
-
-GIN_DIR = pathlib.Path(__file__).resolve().parent.parent / 'gin'
-
 
 # Fake models ----------------------------------------------------------------------
 
@@ -182,30 +176,23 @@ def test_the_same_seed_gives_the_same_sample_and_other_seeds_differ():
 
 # Trained run directories ----------------------------------------------------------
 
-def _make_run(gin_name, data_dir, output_dir):
-  config.parse([str(GIN_DIR / gin_name), str(GIN_DIR / 'tiny.gin')],
-               ['Corpus.download = False', f"Corpus.data_dir = '{data_dir}'",
-                'train.exact_eval_every = 0'])
-  training.train(output_dir=str(output_dir))
-  return output_dir
+NO_EXACT_EVAL = ['train.exact_eval_every = 0']
 
 
 @pytest.fixture(scope='module')
-def char_run(tiny_data_dir, tmp_path_factory):
+def char_run(train_tiny_run):
   """A character-level GRU trained 2 steps on lines of the tiny Shakespeare.
 
   Its config.gin says GRULM.carry_state = False (lines start from zeros);
   generation must still carry the state from the prompt on.
   """
-  return _make_run('shakespeare_gru.gin', tiny_data_dir,
-                   tmp_path_factory.mktemp('char_run'))
+  return train_tiny_run('shakespeare_gru.gin', NO_EXACT_EVAL)
 
 
 @pytest.fixture(scope='module')
-def nplm_run(tiny_data_dir, tmp_path_factory):
+def nplm_run(train_tiny_run):
   """A word-level NPLM trained 2 steps on the tiny PTB."""
-  return _make_run('ptb_nplm.gin', tiny_data_dir,
-                   tmp_path_factory.mktemp('nplm_run'))
+  return train_tiny_run('ptb_nplm.gin', NO_EXACT_EVAL)
 
 
 def _allclose_trees(a, b):
