@@ -5,6 +5,14 @@
   python train.py --gin_file=gin/shakespeare_gru.gin --output_dir=runs/bard
 
 The run directory defaults to runs/<name of the last gin file>.
+
+Every local device (GPU, TPU core, or forced CPU device) trains data-parallel.
+Several hosts: run the same command on each, adding
+
+  --coordinator_address=HOST0:PORT --num_processes=N --process_id=I
+
+(on a TPU pod slice, under SLURM or mpirun these are found automatically).
+See README.md, "Scaling out".
 """
 
 import sys
@@ -15,6 +23,7 @@ from absl import logging
 
 import lm_trax  # pylint: disable=unused-import  (applies trax fixes, registers)
 from lm_trax import config
+from lm_trax import parallel
 from lm_trax import training
 from lm_trax.errors import UserError, exit_with, one_line
 
@@ -26,6 +35,14 @@ flags.DEFINE_multi_string('gin_bindings', [],
 flags.DEFINE_string('output_dir', None,
                     'Run directory (default: runs/<last gin file name>).')
 flags.DEFINE_bool('verbose', False, 'Show tracebacks for user errors.')
+flags.DEFINE_string('coordinator_address', None,
+                    'Several processes: host:port of process 0, for '
+                    'jax.distributed.initialize (default: auto-detected on '
+                    'TPU pods, SLURM and Open MPI; else one process).')
+flags.DEFINE_integer('num_processes', None,
+                     'Several processes: how many in all.')
+flags.DEFINE_integer('process_id', None,
+                     'Several processes: this one, 0 .. num_processes - 1.')
 
 
 def main(argv):
@@ -34,6 +51,10 @@ def main(argv):
   if not FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # trax prints its progress itself.
   try:
+    processes = parallel.initialize(FLAGS.coordinator_address,
+                                    FLAGS.num_processes, FLAGS.process_id)
+    if processes and parallel.is_chief():
+      print(processes, flush=True)
     if not FLAGS.gin_file:
       raise UserError('give a config: --gin_file=gin/ptb_lstm.gin (see gin/)')
     config.parse(FLAGS.gin_file, FLAGS.gin_bindings)

@@ -73,12 +73,23 @@ def write(output_dir, kind, step, write_files):
   (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding='utf-8')
   _fsync_tree(tmp)
   final = base / name
-  if final.exists():  # The same step saved again (e.g. after a resume).
-    shutil.rmtree(final)
-  os.rename(tmp, final)
+  if _is_complete(final):  # The same step saved again (e.g. after a resume):
+    shutil.rmtree(tmp)     # keep it, never a moment without it.
+  else:
+    if final.exists():  # Damaged on disk: replace it.
+      shutil.rmtree(final)
+    os.rename(tmp, final)
   _point(base, kind, name)
   _prune(base)
   return final
+
+
+def _is_complete(directory):
+  try:
+    verify(directory)
+  except ValueError:
+    return False
+  return True
 
 
 def _digest(path):

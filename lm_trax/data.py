@@ -21,6 +21,10 @@ can carry its state across batches:
 line's own eos ends it), shuffled, filtered by length, bucketed by length with
 padding to the bucket boundary (few distinct shapes, few compilations), and
 AddLossWeights masks the padding out of the loss.
+
+On several devices (lm_trax.parallel) every batch must split evenly over
+them: a contiguous batch_size that does not is an error; line batches get
+all-padding rows (weight 0) up to a multiple of the device count.
 """
 
 import itertools
@@ -122,9 +126,25 @@ def split_lines(vocab, text):
   return lines
 
 
+def PadRows(multiple):  # pylint: disable=invalid-name
+  """(inputs, targets) batches -> the same with all-padding rows (pad id 0,
+  so AddLossWeights gives them weight 0) up to a multiple of `multiple` rows."""
+  def pad(generator):
+    for batch in generator:
+      n_rows = batch[0].shape[0]
+      missing = -n_rows % multiple
+      if missing:
+        batch = tuple(np.concatenate([x, np.full((missing,) + x.shape[1:],
+                                                 PAD_ID, x.dtype)])
+                      for x in batch)
+      yield batch
+  return pad
+
+
 def line_batches(lines, vocab, boundaries, batch_sizes, max_length,
-                 min_length=1, seed=0, n_passes=None):
-  """Stream of bucketed, padded (inputs, targets, weights) line batches."""
+                 min_length=1, seed=0, n_passes=None, row_multiple=1):
+  """Stream of bucketed, padded (inputs, targets, weights) line batches;
+  each batch has a multiple of row_multiple rows (padding rows weigh 0)."""
   if len(batch_sizes) != len(boundaries) + 1:
     raise UserError(f'line batches need one batch size per bucket: '
                     f'{len(boundaries)} boundaries -> {len(boundaries) + 1} '
@@ -138,6 +158,7 @@ def line_batches(lines, vocab, boundaries, batch_sizes, max_length,
       trax.data.BucketByLength(boundaries=list(boundaries) + [max_length],
                                batch_sizes=list(batch_sizes) + [batch_sizes[-1]],
                                length_keys=[0], strict_pad_on_len=True),
+      PadRows(row_multiple),
       trax.data.AddLossWeights(id_to_mask=PAD_ID),
   )()
 
@@ -180,14 +201,48 @@ class Batching:
     self.max_length = max_length
     self.seed = seed
 
-  def stream(self, vocab, text, n_passes=None):
-    """An endless (or n_passes) stream of batches over one split's text."""
+  def stream(self, vocab, text, n_passes=None, n_devices=1):
+    """An endless (or n_passes) stream of batches over one split's text,
+    each splitting evenly over n_devices (see check_devices)."""
+    self.check_devices(n_devices)
     if self.kind == 'contiguous':
       return contiguous_batches(vocab.encode(text), self.batch_size,
                                 self.seq_len, n_passes)
     return line_batches(split_lines(vocab, text), vocab, self.boundaries,
                         self.batch_sizes, self.max_length, seed=self.seed,
-                        n_passes=n_passes)
+                        n_passes=n_passes, row_multiple=n_devices)
+
+  def check_devices(self, n_devices):
+    """Raises UserError if contiguous batches cannot split over n_devices.
+
+    Contiguous rows are parallel streams through the corpus, so the batch
+    size cannot be rounded without changing what is trained: it must be a
+    multiple of the device count. Line batches are padded with weight-0 rows
+    instead (`rows`).
+
+    Returns:
+      A note for the log when line batches get padding rows, else None.
+    """
+    if self.kind == 'contiguous':
+      if self.batch_size % n_devices:
+        raise UserError(f'Batching.batch_size = {self.batch_size} is not '
+                        f'divisible by the {n_devices} devices; set it to a '
+                        f'multiple of {n_devices}')
+      return None
+    padded = self.rows(n_devices)
+    if padded != tuple(self.batch_sizes):
+      return (f'note: line batches of {list(self.batch_sizes)} rows are padded '
+              f'to {list(padded)} (multiples of the {n_devices} devices; the '
+              'extra rows have loss weight 0); make Batching.batch_sizes '
+              f'multiples of {n_devices} to avoid the wasted compute')
+    return None
+
+  def rows(self, n_devices=1):
+    """Rows of every batch: (batch_size,) for contiguous streams, else each
+    bucket's batch size rounded up to a multiple of n_devices."""
+    if self.kind == 'contiguous':
+      return (self.batch_size,)
+    return tuple(-(-b // n_devices) * n_devices for b in self.batch_sizes)
 
   def steps_per_pass(self, vocab, text):
     """Batches in one pass over the split (for lines: counted by running it)."""

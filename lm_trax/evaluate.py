@@ -79,7 +79,8 @@ def make_token_log_probs(model):
   return jax.jit(token_log_probs)
 
 
-def stream_log_probs(model, ids, start_id, chunk_len, progress=None):
+def stream_log_probs(model, ids, start_id, chunk_len, progress=None,
+                     token_log_probs=None):
   """log p(ids[t] | start, ids[:t]) for every t, the state carried throughout.
 
   Args:
@@ -89,6 +90,8 @@ def stream_log_probs(model, ids, start_id, chunk_len, progress=None):
     start_id: the token that primes the stream (predicts ids[0]).
     chunk_len: tokens per compiled call; the last chunk is padded.
     progress: optional callable(n_tokens_done).
+    token_log_probs: make_token_log_probs(model), to reuse its compilations
+      across calls (default: made here).
 
   Returns:
     (N,) float64 log-probabilities.
@@ -99,7 +102,7 @@ def stream_log_probs(model, ids, start_id, chunk_len, progress=None):
   inputs = np.zeros(n_chunks * chunk_len, np.int32)
   targets = np.zeros(n_chunks * chunk_len, np.int32)
   inputs[0], inputs[1:n], targets[:n] = start_id, ids[:-1], ids
-  token_log_probs = make_token_log_probs(model)
+  token_log_probs = token_log_probs or make_token_log_probs(model)
   weights, state = model.weights, model.state
   pieces = []
   for k in range(n_chunks):
@@ -112,7 +115,8 @@ def stream_log_probs(model, ids, start_id, chunk_len, progress=None):
   return np.concatenate([np.asarray(p[0], np.float64) for p in pieces])[:n]
 
 
-def lines_log_probs(model, lines, start_id, batch_size, progress=None):
+def lines_log_probs(model, lines, start_id, batch_size, progress=None,
+                    token_log_probs=None):
   """Each line scored from a fresh state: (sum of log p, n_tokens) per line.
 
   Args:
@@ -121,11 +125,13 @@ def lines_log_probs(model, lines, start_id, batch_size, progress=None):
     start_id: the token that primes every line.
     batch_size: lines per compiled call (similar lengths are grouped).
     progress: optional callable(n_tokens_done).
+    token_log_probs: make_token_log_probs(model), to reuse its compilations
+      across calls (default: made here).
 
   Returns:
     (sums (L,) float64, counts (L,) int) in the order of `lines`.
   """
-  token_log_probs = make_token_log_probs(model)
+  token_log_probs = token_log_probs or make_token_log_probs(model)
   sums = np.zeros(len(lines))
   counts = np.array([len(line) for line in lines])
   order = np.argsort(counts, kind='stable')

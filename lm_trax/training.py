@@ -23,11 +23,18 @@ Rerunning the same command resumes from the checkpoint at the same step and
 data position, and trains up to n_steps in total. SIGINT/SIGTERM save a
 checkpoint at the current step and raise Interrupted; a NaN or infinite loss
 raises Diverged without overwriting the last good checkpoint.
+
+On several devices or processes (lm_trax.parallel) each step trains on the
+same global batch as on one device: every process takes its rows of it, trax
+splits them over the local devices, and the carried RNN state is split the
+same way. Only process 0 prints and writes the run directory.
 """
 
+import contextlib
 import json
 import pathlib
 import random
+import shutil
 import signal
 import time
 
@@ -46,12 +53,14 @@ from lm_trax import corpora
 from lm_trax import data as data_lib
 from lm_trax import files
 from lm_trax import layers
+from lm_trax import parallel
 from lm_trax import schedules
 from lm_trax import vocab as vocab_lib
 from lm_trax.errors import UserError
 
 TRAIN_COUNTER = 'train'  # Name of the training stream's position counter.
 BEST_CHECKPOINT = 'model_best'  # Basename of the best-validation checkpoint.
+RNG_FILE = 'rng.npy'  # The Loop's random key, saved with each checkpoint.
 
 
 class Interrupted(UserError):
@@ -107,17 +116,21 @@ class ExactValidation:
     _, self._zero_state = self._model.init(
         layers.signature(self._batch_size, seq_len))
     self._seq_len = seq_len
+    # One jitted function for every validation: compiled once per shape.
+    self._token_log_probs = evaluate.make_token_log_probs(self._model)
 
   def __call__(self, weights):
     """Mean negative log-likelihood (nats/token) of the split."""
     self._model.weights, self._model.state = weights, self._zero_state
     eos = self._vocab.eos_id
     if self._lines is None:
-      log_probs = self._evaluate.stream_log_probs(self._model, self._ids, eos,
-                                                  self._seq_len)
+      log_probs = self._evaluate.stream_log_probs(
+          self._model, self._ids, eos, self._seq_len,
+          token_log_probs=self._token_log_probs)
       return float(-log_probs.mean())
-    sums, counts = self._evaluate.lines_log_probs(self._model, self._lines, eos,
-                                                  self._batch_size)
+    sums, counts = self._evaluate.lines_log_probs(
+        self._model, self._lines, eos, self._batch_size,
+        token_log_probs=self._token_log_probs)
     return float(-sums.sum() / counts.sum())
 
 
@@ -169,17 +182,59 @@ class Loop(trax_training.Loop):
   """trax's Loop, logging perplexity, tokens/s and an ETA at each interval."""
 
   def __init__(self, *args, n_steps, token_counter, metrics_log,
-               exact_validation=None, exact_eval_at=None, **kwargs):
+               exact_validation=None, exact_eval_at=None, layout=None,
+               **kwargs):
     self._n_total_steps = n_steps
     self._token_counter = token_counter
     self._metrics_log = metrics_log
     self._exact_validation = exact_validation
     self._exact_eval_at = exact_eval_at
+    self._layout = layout or parallel.Layout()
     super().__init__(*args, **kwargs)
+    self._distribute_over_devices()
     valid = [r['loss'] for r in metrics_log.read(self._output_dir)
              if r['kind'] == 'valid' and r['step'] <= self.step]
     self.best_valid_loss = min(valid) if valid else float('inf')
     self.last_checkpoint_step = self.step or None  # Set when resumed.
+
+  # Several devices and processes, see lm_trax.parallel.
+
+  def _distribute_over_devices(self):
+    """Splits the carried state along the batch over the local devices (trax
+    would replicate it), and averages gradients across processes that have
+    one device each (trax would not)."""
+    layout = self._layout
+    if layout.n_processes > 1:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      steps = np.asarray(multihost_utils.process_allgather(
+          np.int32(self.step))).ravel().tolist()
+      if len(set(steps)) > 1:
+        raise UserError(
+            f'the processes resumed at different steps ({steps}); put '
+            f'--output_dir ({self._output_dir}) on a file system that every '
+            'process sees')
+    for trainer in self._trainer_per_task:
+      if layout.n_processes > 1 and self.n_devices == 1:
+        trainer._accelerated_update_fn = parallel.cross_process_update_fn(  # pylint: disable=protected-access
+            trainer, layout)
+      state = trainer.model_with_loss.state
+      if layout.n_processes > 1 and self.step:
+        # A checkpoint holds process 0's rows of the state only.
+        state = layers.zero_state_tree(state)
+      trainer.accelerated_model_with_loss.state = parallel.split_state(
+          state, self.n_devices)
+
+  def _gathered_state(self):
+    """This process's carried state, all rows, from the training devices."""
+    trainer = self._trainer_per_task[self._which_task(self.step)]
+    return parallel.gather_state(trainer.accelerated_model_with_loss.state[0],
+                                 self.n_devices)
+
+  def _open_summary_writers(self):
+    if self.is_chief:
+      return super()._open_summary_writers()
+    return contextlib.nullcontext(([None] * len(self._tasks),
+                                   [None] * len(self._eval_tasks)))
 
   # Checkpoints: one directory each, see lm_trax.checkpoints.
 
@@ -190,6 +245,7 @@ class Loop(trax_training.Loop):
     kind = (checkpoints.BEST if basename == BEST_CHECKPOINT
             else checkpoints.LATEST)
     output_dir = self._output_dir
+    self._model.state = self._gathered_state()  # trax saves the model's.
 
     def write_files(directory):
       self._output_dir = str(directory)
@@ -197,6 +253,15 @@ class Loop(trax_training.Loop):
         trax_training.Loop.save_checkpoint(self, 'model')
       finally:
         self._output_dir = output_dir
+      # trax does not save its random key: dropout after a resume would
+      # differ from an uninterrupted run's.
+      np.save(pathlib.Path(directory) / RNG_FILE, np.asarray(self._rng))
+      # Every process has read as many batches as process 0: its data
+      # position is the same, under the name trax's load looks for.
+      counters = pathlib.Path(directory) / 'data_counters0.pkl'
+      for index in range(1, self._layout.n_processes):
+        shutil.copyfile(counters, counters.with_name(
+            f'data_counters{index}.pkl'))
     if self.is_chief:
       checkpoints.write(output_dir, kind, self.step, write_files)
     self.last_checkpoint_step = self.step
@@ -213,6 +278,7 @@ class Loop(trax_training.Loop):
         checkpoints.verify(candidate)
         super().load_checkpoint(directory=str(candidate))
         trax_inputs.load_data_counters(str(candidate))
+        self._load_rng(candidate)
       except Exception as e:  # pylint: disable=broad-except
         failures.append(f'{candidate.name}: {type(e).__name__}: {e}')
         continue
@@ -224,6 +290,11 @@ class Loop(trax_training.Loop):
       raise UserError(
           f'no loadable checkpoint in {checkpoints.root(self._output_dir)} '
           f'({"; ".join(failures)}); delete the directory to start fresh')
+
+  def _load_rng(self, directory):
+    path = pathlib.Path(directory) / RNG_FILE
+    if path.exists():  # (Checkpoints of older versions have none.)
+      self._rng = jnp.asarray(np.load(path), dtype=self._rng.dtype)
 
   def _run_one_step(self, task_index, task_changed):
     loss, stats = super()._run_one_step(task_index, task_changed)
@@ -265,7 +336,12 @@ class Loop(trax_training.Loop):
                               lr=learning_rate, tokens_per_sec=tokens_per_sec)
 
   def run_evals(self, summary_writers=None):
+    # Evals draw keys from the Loop's random key too; they run after the
+    # step's checkpoint, so a resumed run would draw different dropout masks
+    # from then on. Training keys stay independent of evals.
+    training_rng = self._rng
     super().run_evals(summary_writers)
+    self._rng = training_rng
     metrics = {name: values[-1][1] for name, values in (
         (name, self.history.get('eval', f'metrics/{name}'))
         for name in ('WeightedCategoryCrossEntropy', 'WeightedCategoryAccuracy'))
@@ -284,6 +360,8 @@ class Loop(trax_training.Loop):
 
   def run_exact_validation(self):
     """Scores the whole validation split; keeps the best checkpoint."""
+    if not self.is_chief:  # One device, no collectives: process 0 alone.
+      return
     trainer = self._trainer_per_task[self._which_task(self.step)]
     weights = self._unreplicate(trainer.accelerated_model_with_loss.weights[0])
     started = time.time()
@@ -377,7 +455,8 @@ def _ppl(loss):
 
 
 def _print(message):
-  print(message, flush=True)
+  if parallel.is_chief():
+    print(message, flush=True)
 
 
 def prepare_vocab(output_dir, corpus, train_text, max_size=None):
@@ -393,37 +472,49 @@ def prepare_vocab(output_dir, corpus, train_text, max_size=None):
           f' {built.size}); use another --output_dir or delete it to start '
           'fresh')
     return saved
-  built.save(output_dir)
+  if parallel.is_chief():
+    built.save(output_dir)
   return built
 
 
-def check_same_model(output_dir, model, batching):
-  """Writes model.json (the model's layers and weight shapes) into a new run,
-  or refuses to resume a run directory that holds a different model."""
-  model.init(layers.signature(*sample_batch(batching)[0].shape))
+def check_same_model(output_dir, model, batching, layout=None, optimizer=None):
+  """Writes model.json (the model's layers, weight shapes and optimizer) into
+  a new run, or refuses to resume a run directory that holds a different model
+  or another optimizer's state."""
+  model.init(layers.signature(*sample_batch(batching, layout)[0].shape))
   description = {
       'model': str(model).split('\n'),
       'weight_shapes': [list(np.shape(w)) for w in
                         jax.tree_util.tree_leaves(model.weights)],
+      'optimizer': getattr(optimizer, '__name__', str(optimizer)),
   }
   path = pathlib.Path(output_dir) / 'model.json'
   if path.exists():
     saved = json.loads(path.read_text(encoding='utf-8'))
+    saved.setdefault('optimizer', description['optimizer'])  # Older runs.
+    if saved['optimizer'] != description['optimizer']:
+      raise UserError(
+          f'{output_dir} holds a run trained with {saved["optimizer"]}, whose '
+          f'optimizer state does not fit {description["optimizer"]}; use '
+          'another --output_dir, or delete it to start fresh')
     if saved != description:
       raise UserError(
           f'{output_dir} holds a run of a different model '
           f'({" ".join(saved["model"])[:80]}...); use another --output_dir, '
           'or delete it to start fresh')
     return
-  files.write_text_atomically(path, json.dumps(description, indent=1))
+  if parallel.is_chief():
+    files.write_text_atomically(path, json.dumps(description, indent=1))
 
 
-def sample_batch(batching):
-  """A batch of the training shape, so trax does not consume a real one."""
-  if batching.kind == 'contiguous':
-    shape = (batching.batch_size, batching.seq_len)
-  else:
-    shape = (batching.batch_sizes[0], batching.boundaries[0])
+def sample_batch(batching, layout=None):
+  """A batch of the training shape, so trax does not consume a real one:
+  this process's rows of the first bucket's (or the only) batch shape."""
+  layout = layout or parallel.Layout()
+  rows = layout.rows_per_process(batching.rows(layout.n_devices)[0])
+  length = (batching.seq_len if batching.kind == 'contiguous'
+            else batching.boundaries[0])
+  shape = (rows, length)
   ids = np.zeros(shape, np.int32)
   return ids, ids, np.ones(shape, np.float32)
 
@@ -481,8 +572,11 @@ def train(output_dir,
   # layer is built, before the Loop seeds it: seed everything here.
   random.seed(seed)
   np.random.seed(seed)
+  parallel.quiet_unless_chief()
+  layout = parallel.Layout.current()
   corpus = corpora.Corpus()
   batching = data_lib.Batching()
+  note = batching.check_devices(layout.n_devices)
   train_text = corpus.text('train')
   valid_text = corpus.text('valid')
   vocab = prepare_vocab(output_dir, corpus, train_text, vocab_max_size)
@@ -498,31 +592,41 @@ def train(output_dir,
   _print(f'{corpus}: {len(vocab.split(train_text)):,} train tokens, vocabulary'
          f' of {vocab.size:,} ids; {steps_per_epoch:,} steps per epoch; '
          f'training to step {n_steps:,}; run directory {output_dir}')
+  if layout.n_devices > 1:
+    _print(f'data-parallel over {layout.describe()}: each step trains on one '
+           f'global batch of {batching.rows(layout.n_devices)} rows, split '
+           'by rows')
+  if note:
+    _print(note)
 
   trax_inputs.data_counters.clear()  # Loop loads this run's counters, if any.
   token_counter = TokenCounter()
+  # Every process reads the same global batches (and counts their tokens),
+  # then keeps its own rows; evaluation sees whole batches everywhere.
   train_stream = trax.data.Serial(
-      lambda _: batching.stream(vocab, train_text),
+      lambda _: batching.stream(vocab, train_text,
+                                n_devices=layout.n_devices),
       trax.data.CountAndSkip(TRAIN_COUNTER),
       token_counter.stage,
+      parallel.TakeRows(layout),
   )()
-  eval_stream = batching.stream(vocab, valid_text)
+  eval_stream = batching.stream(vocab, valid_text, n_devices=layout.n_devices)
 
   train_task = trax_training.TrainTask(
       labeled_data=train_stream,
-      loss_layer=tl.WeightedCategoryCrossEntropy(),
+      loss_layer=parallel.WeightedCategoryCrossEntropy(),
       optimizer=optimizer(),
       lr_schedule=lr_schedule(steps_per_epoch=steps_per_epoch),
       n_steps_per_checkpoint=checkpoint_every,
-      sample_batch=sample_batch(batching))
+      sample_batch=sample_batch(batching, layout))
   eval_task = trax_training.EvalTask(
       labeled_data=eval_stream,
       metrics=[tl.WeightedCategoryCrossEntropy(), tl.WeightedCategoryAccuracy()],
       n_eval_batches=n_eval_batches,
-      sample_batch=sample_batch(batching))
+      sample_batch=sample_batch(batching, parallel.Layout(layout.n_devices)))
 
   train_model = model(vocab_size=vocab.size, mode='train')
-  check_same_model(output_dir, train_model, batching)
+  check_same_model(output_dir, train_model, batching, layout, optimizer)
   at_interval_or_end = lambda every: (
       lambda step: (every and step % every == 0) or step == n_steps)
   exact_eval_at = at_interval_or_end(exact_eval_every)
@@ -543,9 +647,11 @@ def train(output_dir,
       metrics_log=MetricsLog(output_dir),
       exact_validation=(ExactValidation(model, vocab, batching, valid_text)
                         if exact_eval_every else None),
-      exact_eval_at=exact_eval_at)
-  files.write_text_atomically(output_dir / 'config.gin',
-                              gin.operative_config_str())
+      exact_eval_at=exact_eval_at,
+      layout=layout)
+  if parallel.is_chief():
+    files.write_text_atomically(output_dir / 'config.gin',
+                                gin.operative_config_str())
 
   if loop.step >= n_steps:
     _print(f'{output_dir} is already at step {loop.step} >= n_steps '

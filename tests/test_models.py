@@ -79,6 +79,21 @@ def test_carried_state_continues_the_sequence(name):
   assert not np.allclose(_run_fresh(model, ids[:, 4:]), second, atol=1e-4)
 
 
+@pytest.mark.parametrize('chunk', [1, 2, 3])
+def test_nplm_windows_shorter_than_its_context_reach_into_earlier_batches(
+    chunk):
+  """seq_len < n_context is fine: the context window is carried across
+  batches, so chunks of 1..3 tokens give the logits of the whole sequence."""
+  model = models.NPLM(V, d_model=8, d_hidden=12, n_context=5, mode='eval')
+  ids = _ids(shape=(B, 12))
+  model.init(shapes.signature(ids[:, :chunk]))
+  whole = _run_fresh(model, ids)
+  layers.reset_carried_state(model)
+  pieces = [np.asarray(model(ids[:, i:i + chunk]))
+            for i in range(0, 12, chunk)]
+  np.testing.assert_allclose(np.concatenate(pieces, 1), whole, atol=1e-5)
+
+
 @pytest.mark.parametrize('name', ['lstm', 'nplm'])
 def test_carry_state_false_starts_every_batch_from_zeros(name):
   model = _init(name, carry_state=False)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pytest
 from trax import layers as tl
@@ -90,6 +91,15 @@ def test_a_run_directory_of_another_model_is_refused(use_tiny_data, tmp_path):
     _train(tmp_path, ['train.n_steps = 2', 'LSTMLM.d_model = 24'])
 
 
+def test_a_run_of_another_optimizer_is_refused(use_tiny_data, tmp_path):
+  _train(tmp_path, ['train.n_steps = 2'])  # Adam.
+  with pytest.raises(UserError, match='trained with Adam, whose optimizer '
+                     'state does not fit SGD'):
+    _train(tmp_path, ['train.n_steps = 4',
+                      'train.optimizer = @trax.optimizers.SGD'])
+  assert _latest(tmp_path) == 'step-00000002'  # Nothing overwritten.
+
+
 def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tiny_data_dir,
                                                            tmp_path):
   env = dict(os.environ, LM_TRAX_DATA_DIR=str(tiny_data_dir))
@@ -137,3 +147,77 @@ def test_the_same_seed_gives_identical_losses(use_tiny_data, tmp_path):
                    if r['kind'] == 'train'])
   assert len(losses[0]) == 100
   assert losses[0] == losses[1]
+
+
+def _latest_step(output_dir):
+  directory = checkpoints.pointed(output_dir, checkpoints.LATEST)
+  return int(directory.name.split('-')[1]) if directory else 0
+
+
+def _wait_until(proc, ready, timeout=300):
+  """Polls until ready() (True) or the process has ended (False)."""
+  deadline = time.time() + timeout
+  while proc.poll() is None:
+    if ready():
+      return True
+    assert time.time() < deadline, 'the training process made no progress'
+    time.sleep(0.002)
+  return False
+
+
+def test_sigkill_at_random_moments_never_loses_work(use_tiny_data, tmp_path):
+  """10 SIGKILLs (half of them while a checkpoint is being written): every
+  restart resumes, the saved step never goes back, and the run ends with the
+  weights of a run that was never interrupted."""
+  run = tmp_path / 'killed'
+  bindings = ['train.n_steps = 150', 'train.checkpoint_every = 1',
+              'train.eval_every = 50', 'train.exact_eval_every = 0',
+              'LSTMLM.dropout = 0.3']  # Dropout: the RNG must resume too.
+  env = dict(os.environ, LM_TRAX_DATA_DIR=str(use_tiny_data),
+             JAX_DISABLE_MOST_OPTIMIZATIONS='1')  # As in this process.
+  command = [sys.executable, str(REPO / 'train.py'),
+             f'--gin_file={FILES[0]}', f'--gin_file={FILES[1]}',
+             f'--output_dir={run}', '--gin_bindings=Corpus.download = False']
+  command += [f'--gin_bindings={b}' for b in ADAM + bindings]
+  rng = np.random.default_rng(int(time.time()))
+  saved_steps, mid_write_kills = [0], 0
+  for life in range(10):
+    with open(tmp_path / f'life{life}.log', 'w') as log:
+      proc = subprocess.Popen(command, env=env, stdout=log,
+                              stderr=subprocess.STDOUT, cwd=REPO)
+    # Wait for this life's first new checkpoint (training is under way), then
+    # kill at a random moment, or as soon as a checkpoint write has begun.
+    before = saved_steps[-1]
+    assert _wait_until(proc, lambda: _latest_step(run) > before), (  # pylint: disable=cell-var-from-loop
+        'the run finished before it was killed 10 times')
+    if life % 2:
+      writes = lambda: {p.name for p in checkpoints.root(run).iterdir()  # pylint: disable=g-long-lambda
+                        if p.name.startswith('.tmp-')}
+      leftovers = writes()
+      mid_write_kills += _wait_until(proc, lambda: writes() - leftovers)  # pylint: disable=cell-var-from-loop
+    else:
+      time.sleep(rng.uniform(0, 0.5))
+    proc.kill()
+    proc.wait()
+    log_text = (tmp_path / f'life{life}.log').read_text()
+    if life:
+      assert f'resuming at step {saved_steps[-1]} ' in log_text, log_text
+    step = _latest_step(run)
+    assert step >= saved_steps[-1], (saved_steps, step)  # Never backwards.
+    checkpoints.verify(checkpoints.pointed(run, checkpoints.LATEST))
+    saved_steps.append(step)
+  assert mid_write_kills >= 3, mid_write_kills
+  finished = subprocess.run(command, env=env, capture_output=True, text=True,
+                            cwd=REPO, timeout=600, check=False)
+  assert finished.returncode == 0, finished.stderr[-2000:]
+  assert f'resuming at step {saved_steps[-1]} ' in finished.stdout
+
+  straight = _train(tmp_path / 'straight', bindings)
+  assert straight.step == 150
+  final = checkpoints.pointed(run, checkpoints.LATEST)
+  assert final.name == 'step-00000150'
+  resumed = tl.np_from_file(str(final / 'model.weights.npy.gz'),
+                            compresslevel=2)
+  weights = jax.tree_util.tree_leaves(straight.model.weights)
+  for a, b in zip(jax.tree_util.tree_leaves(resumed), weights):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

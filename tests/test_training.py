@@ -81,7 +81,8 @@ def test_a_tiny_corpus_trains_and_its_loss_clearly_drops(use_tiny_data,
 RESUME_BINDINGS = ['train.eval_every = 2', 'train.checkpoint_every = 2',
                    'train.optimizer = @trax.optimizers.Adam',
                    'train.lr_schedule = @constant_lr',
-                   'constant_lr.learning_rate = 0.01']
+                   'constant_lr.learning_rate = 0.01',
+                   'LSTMLM.dropout = 0.3']  # The random key must resume too.
 
 
 def test_resume_continues_at_the_saved_step_with_identical_weights(
