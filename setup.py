@@ -23,6 +23,10 @@ INSTALL_REQUIRES = [
 
 EXTRAS_REQUIRE = {
     'test': ['pytest>=8'],
+    # bench/train_speed.py and bench/eval_speed.py compare with PyTorch (CPU).
+    # From PyPI this is the CUDA build (GBs); the CPU-only wheel: pip install
+    # torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+    'bench': ['torch==2.13.0'],
     # Accelerators (not testable on the CPU-only CI): JAX's own wheels.
     'gpu': ['jax[cuda12]>=0.10.2,<0.11'],
     'tpu': ['jax[tpu]>=0.10.2,<0.11'],

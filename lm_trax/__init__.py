@@ -11,8 +11,10 @@ and registers everything configurable with gin, here and only here.
 """
 
 from lm_trax import compat
+from lm_trax import compilation_cache
 
 compat.apply()
+compilation_cache.enable()  # Reruns load compiled programs (compilation_cache).
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import gin

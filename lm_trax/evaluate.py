@@ -32,9 +32,9 @@ import sys
 import time
 
 import jax
-from jax import numpy as jnp
 import numpy as np
 
+from lm_trax import losses
 from lm_trax.errors import UserError
 
 _PAD_MULTIPLE = 16  # Line batches are padded to a multiple of this length.
@@ -73,9 +73,8 @@ def make_token_log_probs(model):
 
   def token_log_probs(weights, state, inputs, targets):
     logits, new_state = model.pure_fn(inputs, weights, state, rng)
-    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    picked = jnp.take_along_axis(log_probs, targets[..., None], axis=-1)
-    return picked[..., 0], new_state
+    # logsumexp - target logit, without writing the (B, T, V) log-softmax.
+    return -losses.cross_entropy(logits, targets), new_state
   return jax.jit(token_log_probs)
 
 
@@ -197,13 +196,14 @@ def evaluate_text(run, text, split, batch_size=None, progress=True):
 
 
 def evaluate(output_dir, split='valid', batch_size=None, data_dir=None,
-             progress=True):
-  """Exact perplexity of the run in output_dir over a split of its corpus."""
+             progress=True, checkpoint='latest'):
+  """Exact perplexity of the run in output_dir over a split of its corpus,
+  with its latest checkpoint or the best one on exact validation."""
   from lm_trax import corpora  # pylint: disable=g-import-not-at-top
   from lm_trax import run_dir  # pylint: disable=g-import-not-at-top
   if batch_size is not None and batch_size < 1:
     raise UserError(f'--batch_size must be >= 1, got {batch_size}')
-  run = run_dir.Run(output_dir)
+  run = run_dir.Run(output_dir, checkpoint)
   corpus = corpora.Corpus(data_dir=data_dir) if data_dir else corpora.Corpus()
   return evaluate_text(run, corpus.text(split), split, batch_size, progress)
 
@@ -220,12 +220,16 @@ def main(argv=None):
   parser.add_argument('--data_dir', default=None,
                       help='data directory (default: the run\'s corpus '
                       'settings, LM_TRAX_DATA_DIR)')
+  parser.add_argument('--checkpoint', default='latest',
+                      choices=('latest', 'best'),
+                      help='the latest checkpoint, or the one with the best '
+                      'exact validation loss during training')
   parser.add_argument('--verbose', action='store_true')
   args = parser.parse_args(argv)
   try:
     started = time.time()
     result = evaluate(args.output_dir, args.split, args.batch_size,
-                      args.data_dir)
+                      args.data_dir, checkpoint=args.checkpoint)
     seconds = time.time() - started
     if result.unknown:
       print(f'{result.unknown} words not in the vocabulary were scored as '

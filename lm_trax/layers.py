@@ -5,7 +5,7 @@
   the same batch size, used as that batch's initial state (truncated BPTT on
   contiguous streams, as Zaremba et al. 2014). The input projection of all time
   steps is one matmul outside the time loop; only `h @ W_h` runs inside
-  `lax.scan`.
+  `lax.scan` (lm_trax.recurrence, with a hand-written backward pass).
 * `ContextWindow`: the previous n token ids at every position, carrying the
   last n-1 ids across batches the same way (the NPLM's "state").
 * `TiedEmbedding`: one table used twice: ids -> vectors, then vectors -> logits.
@@ -25,6 +25,8 @@ import numpy as np
 from trax import layers as tl
 from trax import shapes
 from trax.layers import base
+
+from lm_trax import recurrence
 
 CELLS = ('lstm', 'gru', 'rnn')
 _N_GATES = {'lstm': 4, 'gru': 3, 'rnn': 1}
@@ -58,10 +60,15 @@ class Recurrent(base.Layer):
     rnn:  h = tanh(x W + h U + b).
 
   State: a tuple of (B, d_model) arrays -- (c, h) for lstm, (h,) otherwise.
+
+  The time loop is lm_trax.recurrence.recurrence: the same function, with a
+  hand-written backward pass (the recurrent weights' gradient as one matmul
+  after the reverse loop); fast_backward=False differentiates the
+  straightforward loop instead (the reference the tests compare it with).
   """
 
   def __init__(self, cell, d_model, carry_state=True, forget_bias=1.0,
-               initializer=None):
+               initializer=None, fast_backward=True):
     if cell not in CELLS:
       raise ValueError(f'cell must be one of {CELLS}, got {cell!r}')
     super().__init__(n_in=1, n_out=1, name=f'{cell.upper()}_{d_model}')
@@ -70,6 +77,7 @@ class Recurrent(base.Layer):
     self._carry_state = carry_state
     self._forget_bias = forget_bias
     self._initializer = initializer
+    self._fast_backward = fast_backward
 
   @property
   def n_state_arrays(self):
@@ -96,51 +104,29 @@ class Recurrent(base.Layer):
     self.state = self.zero_state(input_signature.shape[0])
 
   def forward(self, x):
-    w_x, w_h, b = self.weights[:3]
+    w_x, b = self.weights[0], self.weights[2]
     batch_size = x.shape[0]
     initial = self.state
     if not self._carry_state or initial[0].shape[0] != batch_size:
       initial = self.zero_state(batch_size)  # Static shapes: a trace-time test.
     initial = tuple(jax.lax.stop_gradient(s) for s in initial)
 
-    # (T, B, G*d), time-major. A plain matmul then a transpose: XLA:CPU runs
-    # the equivalent einsum 'btd,dg->tbg' several times slower.
-    x_proj = jnp.transpose(x @ w_x + b, (1, 0, 2))
-    step = self._step_fn(w_h, self.weights[3] if self._cell == 'gru' else None)
-    final, hs = jax.lax.scan(step, initial, x_proj)  # hs: (T, B, d)
+    # (T, B, G*d), time-major: transpose the (smaller) input, then one flat
+    # (T*B, d_in) matmul for all steps (a 3-D dot is slower on XLA:CPU, see
+    # FlatDense). Back to back, the transposes of stacked layers cancel out.
+    length = x.shape[1]
+    x_tm = jnp.transpose(x, (1, 0, 2)).reshape((length * batch_size, -1))
+    x_proj = (x_tm @ w_x + b).reshape((length, batch_size, -1))
+    loop = (recurrence.recurrence if self._fast_backward
+            else recurrence.reference_recurrence)
+    recurrent_weights = tuple(self.weights[1:2]) + tuple(self.weights[3:])
+    hs, final = loop(self._cell, self._forget_bias, x_proj, recurrent_weights,
+                     initial)  # (w_h,) or (w_h, b_hn) for gru
     # Without carry_state the state keeps its initial, fixed shape (a new
     # shape per length bucket would mean a new compilation).
     if self._carry_state:
       self.state = tuple(jax.lax.stop_gradient(s) for s in final)
     return jnp.transpose(hs, (1, 0, 2))  # (B, T, d)
-
-  def _step_fn(self, w_h, b_hn):
-    """Returns scan's step: (state, x_proj_t (B, G*d)) -> (state, h_t (B, d))."""
-    d = self._d_model
-    if self._cell == 'lstm':
-      forget_bias = self._forget_bias
-
-      def step(carry, xp):
-        c, h = carry
-        gates = xp + h @ w_h
-        i, f, g, o = jnp.split(gates, 4, axis=-1)
-        c = jax.nn.sigmoid(f + forget_bias) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-        h = jax.nn.sigmoid(o) * jnp.tanh(c)
-        return (c, h), h
-    elif self._cell == 'gru':
-      def step(carry, xp):
-        (h,) = carry
-        hp = h @ w_h
-        r, z = jnp.split(jax.nn.sigmoid(xp[:, :2 * d] + hp[:, :2 * d]), 2, -1)
-        n = jnp.tanh(xp[:, 2 * d:] + r * (hp[:, 2 * d:] + b_hn))
-        h = (1. - z) * n + z * h
-        return (h,), h
-    else:
-      def step(carry, xp):
-        (h,) = carry
-        h = jnp.tanh(xp + h @ w_h)
-        return (h,), h
-    return step
 
 
 class ContextWindow(base.Layer):
@@ -202,7 +188,8 @@ class TiedEmbedding(base.Layer):
   def forward(self, x):
     if jnp.issubdtype(x.dtype, jnp.integer):
       return jnp.take(self.weights, x, axis=0, mode='clip')
-    return jnp.einsum('btd,vd->btv', x, self.weights)
+    flat = x.reshape((-1, x.shape[-1]))  # One 2-D matmul, as in FlatDense.
+    return (flat @ self.weights.T).reshape(x.shape[:-1] + (self._vocab_size,))
 
 
 class FlatDense(tl.Dense):

@@ -53,6 +53,7 @@ from lm_trax import corpora
 from lm_trax import data as data_lib
 from lm_trax import files
 from lm_trax import layers
+from lm_trax import losses
 from lm_trax import parallel
 from lm_trax import schedules
 from lm_trax import vocab as vocab_lib
@@ -614,7 +615,7 @@ def train(output_dir,
 
   train_task = trax_training.TrainTask(
       labeled_data=train_stream,
-      loss_layer=parallel.WeightedCategoryCrossEntropy(),
+      loss_layer=losses.WeightedCrossEntropy(),  # Fused; see lm_trax.losses.
       optimizer=optimizer(),
       lr_schedule=lr_schedule(steps_per_epoch=steps_per_epoch),
       n_steps_per_checkpoint=checkpoint_every,

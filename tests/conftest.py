@@ -7,7 +7,11 @@ import gin
 import jax
 import pytest
 
-import lm_trax  # pylint: disable=unused-import  (applies the trax fixes first)
+# No persistent compilation cache in tests (or their subprocesses): they
+# count and time compilations. Set before lm_trax is imported.
+os.environ['LM_TRAX_JAX_CACHE'] = 'off'
+
+import lm_trax  # pylint: disable=unused-import,wrong-import-position  (applies the trax fixes first)
 
 # Compile fast: tests check behaviour, not speed (as flax's examples do).
 jax.config.update('jax_disable_most_optimizations', True)

@@ -150,3 +150,15 @@ def test_bad_arguments_are_one_line_errors(word_run, tmp_path, capsys):
     score.main(['--output_dir', str(word_run), '--next', 'the',
                 '--top_k', '0'])
   assert 'top_k' in capsys.readouterr().err
+
+
+def test_the_best_checkpoint_scores_the_best_logged_validation_loss(word_run):
+  from lm_trax import training  # pylint: disable=g-import-not-at-top
+  valid = [r['loss'] for r in training.MetricsLog.read(word_run)
+           if r['kind'] == 'valid']
+  assert valid
+  best = evaluate.evaluate(word_run, 'valid', progress=False,
+                           checkpoint='best')
+  assert best.loss == pytest.approx(min(valid), abs=1e-4)
+  latest = evaluate.evaluate(word_run, 'valid', progress=False)
+  assert latest.loss == pytest.approx(valid[-1], abs=1e-4)

@@ -33,7 +33,8 @@ def _weights(loop):
 
 def test_the_shipped_configs_are_the_expected_ones():
   assert EXPERIMENTS == ['ptb_gru.gin', 'ptb_lstm.gin', 'ptb_nplm.gin',
-                         'shakespeare_gru.gin', 'shakespeare_lstm.gin']
+                         'shakespeare_char.gin', 'shakespeare_gru.gin',
+                         'shakespeare_lstm.gin']
 
 
 @pytest.mark.parametrize('name', EXPERIMENTS)

@@ -1,0 +1,184 @@
+"""What bench/train_speed.py and bench/eval_speed.py share: the benchmarked
+configs (read from gin/*.gin), their FLOP counts, synthetic batches, the
+float32 matmul peak, PyTorch set-up and interleaved timing."""
+
+import dataclasses
+import logging
+import os
+import pathlib
+import statistics
+import time
+
+import gin
+import jax
+from jax import numpy as jnp
+import numpy as np
+
+from lm_trax import config
+
+GIN_DIR = pathlib.Path(__file__).resolve().parent.parent / 'gin'
+CONFIGS = ('ptb_lstm', 'ptb_gru', 'ptb_nplm')
+PTB_VOCAB_SIZE = 10001  # Mikolov's 10k words + the padding id 0.
+PEAK_N = 2048  # The peak is an (N, N) @ (N, N) float32 matmul.
+
+FLOPS_FORMULA = """\
+FLOPs per token, counted from the matmuls (2 per multiply-add; element-wise
+ops, embedding lookups and the optimizer not counted); training (forward +
+backward) = 3x forward, evaluation = 1x forward:
+  LSTM / GRU: forward = 2 * (n_layers * G * (d*d + d*d) + d*V), G = 4 / 3 gates
+  NPLM:       forward = 2 * (n_context*d_model*d_hidden
+                             + (n_layers-1)*d_hidden^2 + d_hidden*V)"""
+
+
+@dataclasses.dataclass
+class Spec:
+  """One benchmarked config: gin/<name>.gin, vocabulary V = PTB's."""
+  name: str
+  model: str  # 'lstm' | 'gru' | 'nplm'
+  model_fn: object  # The gin-configured lm_trax model function.
+  hparams: dict  # Its gin bindings (d_model, n_layers, ...).
+  batch_size: int
+  seq_len: int
+  optimizer_cls: object  # The gin-configured trax optimizer class.
+  optimizer: str  # 'sgd' | 'adam'
+  learning_rate: float
+  clip_grad_norm: float = None
+  vocab_size: int = PTB_VOCAB_SIZE
+
+  def __getattr__(self, name):  # d_model, n_layers, d_hidden, n_context.
+    hparams = self.__dict__.get('hparams', {})
+    if name in hparams:
+      return hparams[name]
+    raise AttributeError(name)
+
+  @property
+  def tokens_per_batch(self):
+    return self.batch_size * self.seq_len
+
+  def describe(self):
+    sizes = ', '.join(f'{k}={v}' for k, v in self.hparams.items()
+                      if k in ('d_model', 'd_hidden', 'n_context', 'n_layers'))
+    clip = f', clip {self.clip_grad_norm}' if self.clip_grad_norm else ''
+    return (f'{self.name}: {self.model.upper()} ({sizes}, V={self.vocab_size})'
+            f', batch {self.batch_size} x {self.seq_len}, '
+            f'{self.optimizer.upper()} lr {self.learning_rate:g}{clip}')
+
+  def forward_flops_per_token(self):
+    v = self.vocab_size
+    if self.model == 'nplm':
+      return 2 * (self.n_context * self.d_model * self.d_hidden +
+                  (self.n_layers - 1) * self.d_hidden ** 2 + self.d_hidden * v)
+    gates = {'lstm': 4, 'gru': 3}[self.model]
+    d = self.d_model
+    return 2 * (self.n_layers * gates * 2 * d * d + d * v)
+
+
+def load_spec(name):
+  """The model, sizes, batch and optimizer that gin/<name>.gin trains."""
+  logging.disable(logging.ERROR)  # gin logs each include path it tries.
+  try:
+    config.parse([str(GIN_DIR / f'{name}.gin')])
+  finally:
+    logging.disable(logging.NOTSET)
+  model_ref = gin.query_parameter('lm_trax.train.model')
+  model_name = model_ref.configurable.name
+  hparams = dict(_defaults(model_ref.scoped_configurable_fn))
+  hparams.update(gin.get_bindings(model_name, resolve_references=True))
+  optimizer_ref = gin.query_parameter('lm_trax.train.optimizer')
+  optimizer_name = optimizer_ref.configurable.name
+  optimizer_bindings = gin.get_bindings(optimizer_name)
+  schedule = gin.query_parameter('lm_trax.train.lr_schedule')
+  learning_rate = float(schedule.scoped_configurable_fn(steps_per_epoch=1)(1))
+  batching = gin.get_bindings('Batching')
+  return Spec(
+      name=name,
+      model={'LSTMLM': 'lstm', 'GRULM': 'gru', 'NPLM': 'nplm'}[model_name],
+      model_fn=model_ref.scoped_configurable_fn,
+      hparams=hparams,
+      batch_size=batching.get('batch_size', 20),
+      seq_len=batching.get('seq_len', 20),
+      optimizer_cls=optimizer_ref.scoped_configurable_fn,
+      optimizer=optimizer_name.lower(),
+      learning_rate=learning_rate,
+      clip_grad_norm=optimizer_bindings.get('clip_grad_norm'))
+
+
+def _defaults(fn):
+  import inspect  # pylint: disable=g-import-not-at-top
+  fn = getattr(fn, '__wrapped__', fn)
+  return {k: p.default for k, p in inspect.signature(fn).parameters.items()
+          if p.default is not inspect.Parameter.empty and k != 'mode'}
+
+
+def synthetic_batches(spec, n, seed=0):
+  """n (inputs, targets, weights) batches of uniform random ids in [1, V)."""
+  rng = np.random.default_rng(seed)
+  shape = (spec.batch_size, spec.seq_len)
+  return [(rng.integers(1, spec.vocab_size, shape).astype(np.int32),
+           rng.integers(1, spec.vocab_size, shape).astype(np.int32),
+           np.ones(shape, np.float32)) for _ in range(n)]
+
+
+def matmul_peak(n_calls=5):
+  """A timed call: n_calls jitted (N, N) @ (N, N) float32 matmuls -> seconds
+  per matmul. FLOPs per matmul: 2 * N^3."""
+  a = jax.random.normal(jax.random.PRNGKey(0), (PEAK_N, PEAK_N), jnp.float32)
+  matmul = jax.jit(lambda x: x @ x)
+
+  def call():
+    started = time.perf_counter()
+    for _ in range(n_calls):
+      out = matmul(a)
+    out.block_until_ready()
+    return (time.perf_counter() - started) / n_calls
+  return call
+
+
+PEAK_FLOPS = 2 * PEAK_N ** 3
+
+
+def import_torch():
+  """torch set up for the comparison, or None if it is not installed.
+
+  Threads: one per core (torch.set_num_threads(os.cpu_count())).
+  OMP_WAIT_POLICY=PASSIVE (unless set): idle OpenMP threads sleep instead of
+  spinning; on a machine shared with other jobs, spinning threads make
+  PyTorch's CPU kernels up to 10x slower.
+  """
+  os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  torch.set_num_threads(os.cpu_count())
+  return torch
+
+
+def interleaved_medians(calls, repeats):
+  """Warms each call up, then runs them in turn `repeats` times (so a
+  change in machine load hits all alike); the median seconds of each."""
+  for call in calls:
+    call()
+  times = [[] for _ in calls]
+  for _ in range(repeats):
+    for call, seconds in zip(calls, times):
+      seconds.append(call())
+  return [statistics.median(seconds) for seconds in times]
+
+
+def machine_line():
+  from importlib import metadata  # pylint: disable=g-import-not-at-top
+  return (f'jax {jax.__version__}, trax {metadata.version("trax")}, '
+          f'{os.cpu_count()} CPU core(s) ({_cpu_name()}), load average '
+          f'{os.getloadavg()[0]:.1f} at the end, '
+          f'{time.strftime("%Y-%m-%d")}')
+
+
+def _cpu_name():
+  try:
+    for line in open('/proc/cpuinfo', encoding='utf-8'):
+      if line.startswith('model name'):
+        return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return 'unknown CPU'
