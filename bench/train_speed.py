@@ -140,7 +140,6 @@ def breakdown(spec, repeats):
   recurrent layers (embedding, output layer, loss); embedding and recurrent
   layers alone (a sum-of-squares loss on their output); the forward pass.
   """
-  import numpy as np  # pylint: disable=g-import-not-at-top
   from trax import shapes  # pylint: disable=g-import-not-at-top
   from lm_trax import layers  # pylint: disable=g-import-not-at-top
   batches = common.synthetic_batches(spec, 8)

@@ -65,10 +65,10 @@ def WeightedCrossEntropy():  # pylint: disable=invalid-name
   Output: a scalar, sum(w * CE) / sum(w), CE = -log softmax(logits)[target]
   (the fused `cross_entropy`).
 
-  On several devices (trax's pmap, axis 'batch') it behaves like
-  lm_trax.parallel.WeightedCategoryCrossEntropy: its value is the loss of the
-  whole global batch on every device, and its gradient on each device is
-  that device's share, which the trainer averages over the devices.
+  On several devices (trax's pmap, axis 'batch'; see lm_trax.parallel) its
+  value is the loss of the whole global batch on every device, and its
+  gradient on each device is that device's share, which the trainer averages
+  over the devices.
   """
   def f(logits, targets, weights):
     # Flat (N, V) logits: with layers.FlatDense's flat matmul before it, XLA

@@ -10,8 +10,9 @@ trax's Loop then splits those over the process's L devices (pmap):
 
 so the devices, in process-then-device order, hold the global batch in row
 order: together they train on exactly the rows one device would. Gradients
-are averaged over all G devices; the loss is the mask-weighted mean over the
-whole global batch, the same number as on one device. The carried RNN state
+are averaged over all G devices; the loss (lm_trax.losses) is the
+mask-weighted mean over the whole global batch, the same number as on one
+device. The carried RNN state
 is split along the batch like the data: row r of the state lives with row r
 of the batches.
 
@@ -39,7 +40,6 @@ import os
 import jax
 from jax import numpy as jnp
 import numpy as np
-from trax import layers as tl
 
 from lm_trax.errors import UserError
 
@@ -193,44 +193,6 @@ def gather_state(state, n_devices):
     return state
   return jax.tree_util.tree_map(
       lambda x: np.asarray(x).reshape((-1,) + x.shape[2:]), state)
-
-
-# Losses over the whole global batch ---------------------------------------------
-
-def _psum_or_none(x, axis_name='batch'):
-  """psum over the devices of a pmap, or None outside one (one device)."""
-  try:
-    return jax.lax.psum(x, axis_name)
-  except (NameError, ValueError):  # Unbound axis name: plain jit.
-    return None
-
-
-def WeightedCategoryCrossEntropy():  # pylint: disable=invalid-name
-  """trax's WeightedCategoryCrossEntropy whose value is the loss of the whole
-  global batch on every device and every process.
-
-  Inputs: logits (B, T, V), targets (B, T) int, weights (B, T) float, with B
-  this device's rows. Output: a scalar, sum(w * CE) / sum(w) over all rows
-  of all devices. Its gradient on each device is trax's (that device's share,
-  averaged over devices by the trainer), so training is unchanged; only the
-  reported number differs, and on several processes trax's would be each
-  process's own share.
-  """
-  from trax.layers import metrics  # pylint: disable=g-import-not-at-top
-
-  def f(model_output, targets, weights):
-    cross_entropies = metrics._category_cross_entropy(  # pylint: disable=protected-access
-        model_output, targets, None, 0.0)
-    total, n_weights = jnp.sum(cross_entropies * weights), jnp.sum(weights)
-    n_devices = _psum_or_none(1)
-    if n_devices is None:
-      return total / n_weights
-    n_weights_all = jax.lax.psum(n_weights, 'batch')
-    this_device = total * n_devices / n_weights_all  # Averaged: the mean.
-    global_mean = jax.lax.psum(jax.lax.stop_gradient(total),
-                               'batch') / n_weights_all
-    return this_device + jax.lax.stop_gradient(global_mean - this_device)
-  return tl.Fn('WeightedCategoryCrossEntropy', f)
 
 
 # One device per process -----------------------------------------------------------

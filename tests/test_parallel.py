@@ -96,11 +96,12 @@ def test_processes_take_consecutive_rows_that_make_up_the_global_batch():
 
 def test_the_loss_on_one_device_is_trax_weighted_cross_entropy():
   from trax import layers as tl  # pylint: disable=g-import-not-at-top
+  from lm_trax import losses  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   logits = rng.normal(size=(4, 5, 7)).astype(np.float32)
   targets = rng.integers(0, 7, size=(4, 5)).astype(np.int32)
   weights = (rng.random((4, 5)) > 0.3).astype(np.float32)
-  ours = parallel.WeightedCategoryCrossEntropy()((logits, targets, weights))
+  ours = losses.WeightedCrossEntropy()((logits, targets, weights))
   theirs = tl.WeightedCategoryCrossEntropy()((logits, targets, weights))
   assert float(ours) == pytest.approx(float(theirs), rel=1e-6)
 

@@ -1,10 +1,12 @@
 """Crash safety and clean errors: signals, NaN, damaged checkpoints."""
 
 import os
+import json
 import pathlib
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 
 import jax
@@ -221,3 +223,61 @@ def test_sigkill_at_random_moments_never_loses_work(use_tiny_data, tmp_path):
   weights = jax.tree_util.tree_leaves(straight.model.weights)
   for a, b in zip(jax.tree_util.tree_leaves(resumed), weights):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+_CLI_DRIVER = textwrap.dedent('''
+    # Runs train.py's main() for each argv in a fresh process (trax.trainer,
+    # which other tests import, defines absl flags of the same names).
+    import contextlib, importlib.util, io, json, sys
+    spec = importlib.util.spec_from_file_location('train_script', sys.argv[1])
+    train_py = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_py)
+    results = []
+    for argv in json.loads(sys.argv[2]):
+      train_py.FLAGS.unparse_flags()
+      train_py.FLAGS(argv)
+      err = io.StringIO()
+      try:
+        with contextlib.redirect_stderr(err):
+          train_py.main(['train.py'])
+        code = 0
+      except SystemExit as e:
+        code = e.code
+      except Exception as e:  # --verbose: the error itself is raised.
+        code, err = 'raised', io.StringIO(type(e).__name__)
+      results.append({'code': code, 'stderr': err.getvalue()})
+    print('RESULTS ' + json.dumps(results))
+''')
+
+BAD_INPUT = [
+    ([f'--gin_file={GIN}/no_such.gin'], 'no_such.gin does not exist'),
+    ([f'--gin_file={FILES[0]}', '--gin_bindings=LSTMLM.d_modle = 3'],
+     'd_modle'),
+    ([f'--gin_file={FILES[0]}', "--gin_bindings=Corpus.data_dir = '/nope'"],
+     'ptb is missing /nope/ptb/ptb.train.txt'),
+    ([f'--gin_file={FILES[0]}', '--gin_bindings=train.n_steps = -1'],
+     'train.n_steps must be a whole number >= 1'),
+]
+
+
+def test_train_py_reports_bad_input_in_one_line(tmp_path):
+  run = tmp_path / 'run'
+  argvs = []
+  for flags, _ in BAD_INPUT:
+    argv = ['train.py', f'--output_dir={run}',
+            '--gin_bindings=Corpus.download = False'] + flags
+    argvs += [argv, argv + ['--verbose']]
+  proc = subprocess.run([sys.executable, '-c', _CLI_DRIVER,
+                         str(REPO / 'train.py'), json.dumps(argvs)],
+                        capture_output=True, text=True, timeout=600,
+                        check=False, cwd=tmp_path)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  results = json.loads(proc.stdout.split('RESULTS ')[1])
+  for (_, message), quiet, verbose in zip(BAD_INPUT, results[::2],
+                                          results[1::2]):
+    assert quiet['code'] == 2
+    err = quiet['stderr'].strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('error: '), err
+    assert message in err[0]
+    assert verbose['code'] == 'raised'  # --verbose: the traceback.
+  assert not (run / 'checkpoints').exists()  # Nothing was written.
