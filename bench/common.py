@@ -174,6 +174,23 @@ def machine_line():
           f'{time.strftime("%Y-%m-%d")}')
 
 
+def print_header(title, torch):
+  """The table's title, the machine and the library versions."""
+  print(title)
+  print(machine_line() + (f', torch {torch.__version__} '
+                          f'({torch.get_num_threads()} threads)'
+                          if torch else ', torch not installed'))
+  print()
+
+
+def torch_columns(ours, torch_tokens_per_sec, width):
+  """(PyTorch tok/s, ours / PyTorch) cells, '-' without torch."""
+  if not torch_tokens_per_sec:
+    return f'{"-":>{width}}', f'{"-":>10}'
+  return (f'{torch_tokens_per_sec:{width},.0f}',
+          f'{ours / torch_tokens_per_sec:9.2f}x')
+
+
 def _cpu_name():
   try:
     for line in open('/proc/cpuinfo', encoding='utf-8'):

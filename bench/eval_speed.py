@@ -123,13 +123,10 @@ def main(argv=None):
     specs.append(spec)
     results.append(benchmark(spec, args.chunks, args.repeats, torch))
 
-  print(f'Exact evaluation (chunks of B*T tokens, one row, state carried), '
-        f'median of {args.repeats} runs in turn after a warm-up; synthetic '
-        'ids')
-  print(common.machine_line() + (f', torch {torch.__version__} '
-                                 f'({torch.get_num_threads()} threads)'
-                                 if torch else ', torch not installed'))
-  print()
+  common.print_header(
+      f'Exact evaluation (chunks of B*T tokens, one row, state carried), '
+      f'median of {args.repeats} runs in turn after a warm-up; synthetic ids',
+      torch)
   print('config   | tokens | eval tok/s | train tok/s | eval / train | '
         'PyTorch eval tok/s | vs PyTorch | eval GFLOP/s | peak GFLOP/s | '
         '% of peak')
@@ -137,9 +134,7 @@ def main(argv=None):
         '-------------------|------------|--------------|--------------|'
         '----------')
   for spec, r in zip(specs, results):
-    torch_tps = f'{r["torch"]:18,.0f}' if r['torch'] else f'{"-":>18}'
-    vs_torch = (f'{r["eval"] / r["torch"]:9.2f}x' if r['torch']
-                else f'{"-":>10}')
+    torch_tps, vs_torch = common.torch_columns(r['eval'], r['torch'], 18)
     print(f'{spec.name:8} | {r["n_tokens"]:6d} | {r["eval"]:10,.0f} | '
           f'{r["train"]:11,.0f} | {r["eval"] / r["train"]:11.2f}x | '
           f'{torch_tps} | {vs_torch} | {r["eval_gflops"]:12.1f} | '

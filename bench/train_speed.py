@@ -241,12 +241,8 @@ def benchmark(spec, n_steps, repeats, torch):
 
 
 def print_table(specs, results, n_steps, repeats, torch):
-  print(f'Training, median of {repeats} runs of N steps in turn after a '
-        'warm-up; synthetic batches')
-  print(common.machine_line() + (f', torch {torch.__version__} '
-                                 f'({torch.get_num_threads()} threads)'
-                                 if torch else ', torch not installed'))
-  print()
+  common.print_header(f'Training, median of {repeats} runs of N steps in '
+                      'turn after a warm-up; synthetic batches', torch)
   print('config   | N  | lm_trax tok/s | plain trax tok/s | PyTorch tok/s | '
         'lm_trax GFLOP/s | matmul peak GFLOP/s | vs trax | vs PyTorch | '
         '% of peak')
@@ -254,9 +250,7 @@ def print_table(specs, results, n_steps, repeats, torch):
         '----------------|---------------------|---------|------------|'
         '----------')
   for spec, r in zip(specs, results):
-    torch_tps = f'{r["torch"]:13,.0f}' if r['torch'] else f'{"-":>13}'
-    vs_torch = (f'{r["ours"] / r["torch"]:9.2f}x' if r['torch']
-                else f'{"-":>10}')
+    torch_tps, vs_torch = common.torch_columns(r['ours'], r['torch'], 13)
     print(f'{spec.name:8} | {n_steps[spec.name]:2d} | {r["ours"]:13,.0f} | '
           f'{r["trax"]:16,.0f} | {torch_tps} | {r["ours_gflops"]:15.1f} | '
           f'{r["peak_gflops"]:19.1f} | {r["ours"] / r["trax"]:6.2f}x | '
