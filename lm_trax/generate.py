@@ -405,6 +405,10 @@ def main(argv=None):
                       'probabilities sum to p, in (0, 1]')
   parser.add_argument('--num_samples', type=int, default=1,
                       help='samples to draw, in parallel (one batch)')
+  parser.add_argument('--checkpoint', default='latest',
+                      choices=('latest', 'best'),
+                      help='the latest checkpoint, or the one with the best '
+                      'exact validation loss during training')
   parser.add_argument('--seed', type=int, default=None,
                       help='PRNG seed (default: a random one, logged)')
   parser.add_argument('--stop_at_eos', action='store_true',
@@ -421,7 +425,7 @@ def main(argv=None):
       seed = secrets.randbelow(2**31)
       _log(f'seed {seed} (random; --seed {seed} draws the same samples)')
     started = time.time()
-    run = run_dir.Run(args.output_dir)
+    run = run_dir.Run(args.output_dir, args.checkpoint)
     _log(f'run {run.output_dir}: {run.vocab.level} level, {run.vocab.size:,}'
          f' ids; seed {seed}')
     samples = generate(run, args.prompt, args.length, args.temperature,

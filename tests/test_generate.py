@@ -318,6 +318,9 @@ def test_the_command_line_prints_separated_samples(char_run, capsys):
   assert lines[1].startswith('1/2 ===\nAll:') and lines[2].startswith(
       '2/2 ===\nAll:')
   assert 'seed 9' in captured.err
+  with pytest.raises(SystemExit):  # This run kept no best checkpoint.
+    generate.main(['--output_dir', str(char_run), '--checkpoint', 'best'])
+  assert 'has no best checkpoint' in capsys.readouterr().err
 
 
 @pytest.mark.parametrize('argv,message', [
