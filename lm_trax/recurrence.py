@@ -27,13 +27,16 @@ sigmoid = jax.nn.sigmoid
 
 
 # The cells, straightforwardly: the definition of the function. -------------------
+# Each step returns (new state, (h_t, activations)); the activations are what
+# the hand-written backward pass needs, unused (and dropped) otherwise.
 
 def _lstm_step(w_h, forget_bias, carry, xp):
   c, h = carry
   i, f, g, o = jnp.split(xp + h @ w_h, 4, axis=-1)
-  c = sigmoid(f + forget_bias) * c + sigmoid(i) * jnp.tanh(g)
-  h = sigmoid(o) * jnp.tanh(c)
-  return (c, h), h
+  i, f, g, o = sigmoid(i), sigmoid(f + forget_bias), jnp.tanh(g), sigmoid(o)
+  c = f * c + i * g
+  h = o * jnp.tanh(c)
+  return (c, h), (h, (c, jnp.concatenate([i, f, g, o], axis=-1)))
 
 
 def _gru_step(w_h, b_hn, carry, xp):
@@ -41,30 +44,33 @@ def _gru_step(w_h, b_hn, carry, xp):
   d = h.shape[-1]
   hp = h @ w_h
   r, z = jnp.split(sigmoid(xp[:, :2 * d] + hp[:, :2 * d]), 2, axis=-1)
-  n = jnp.tanh(xp[:, 2 * d:] + r * (hp[:, 2 * d:] + b_hn))
+  hn = hp[:, 2 * d:] + b_hn
+  n = jnp.tanh(xp[:, 2 * d:] + r * hn)
   h = (1. - z) * n + z * h
-  return (h,), h
+  return (h,), (h, jnp.concatenate([r, z, n, hn], axis=-1))
 
 
 def _rnn_step(w_h, carry, xp):
   (h,) = carry
   h = jnp.tanh(xp + h @ w_h)
-  return (h,), h
+  return (h,), (h, ())
 
 
-def _step(cell, forget_bias, weights):
-  """scan's step (state, x_proj_t) -> (state, h_t); weights = (w_h,) or
-  (w_h, b_hn) for gru."""
+def _scan(cell, forget_bias, x_proj, weights, initial):
+  """The loop over time: (hs (T, B, d), final state, activations)."""
   if cell == 'lstm':
-    return functools.partial(_lstm_step, weights[0], forget_bias)
-  if cell == 'gru':
-    return functools.partial(_gru_step, *weights)
-  return functools.partial(_rnn_step, weights[0])
+    step = functools.partial(_lstm_step, weights[0], forget_bias)
+  elif cell == 'gru':
+    step = functools.partial(_gru_step, *weights)  # (w_h, b_hn)
+  else:
+    step = functools.partial(_rnn_step, weights[0])
+  final, (hs, activations) = jax.lax.scan(step, initial, x_proj)
+  return hs, final, activations
 
 
 def reference_recurrence(cell, forget_bias, x_proj, weights, initial):
   """The straightforward loop, differentiated by JAX: (hs, final)."""
-  final, hs = jax.lax.scan(_step(cell, forget_bias, weights), initial, x_proj)
+  hs, final, _ = _scan(cell, forget_bias, x_proj, weights, initial)
   return hs, final
 
 
@@ -89,47 +95,19 @@ def recurrence(cell, forget_bias, x_proj, weights, initial):
 
 def _forward(cell, forget_bias, x_proj, weights, initial):
   """The loop, also saving what the backward pass needs."""
-  w_h = weights[0]
-
-  if cell == 'lstm':
-    def step(carry, xp):
-      c, h = carry
-      i, f, g, o = jnp.split(xp + h @ w_h, 4, axis=-1)
-      i, f, g, o = sigmoid(i), sigmoid(f + forget_bias), jnp.tanh(g), sigmoid(o)
-      c = f * c + i * g
-      h = o * jnp.tanh(c)
-      return (c, h), (h, (c, jnp.concatenate([i, f, g, o], axis=-1)))
-  elif cell == 'gru':
-    b_hn = weights[1]
-
-    def step(carry, xp):
-      (h,) = carry
-      d = h.shape[-1]
-      hp = h @ w_h
-      r, z = jnp.split(sigmoid(xp[:, :2 * d] + hp[:, :2 * d]), 2, axis=-1)
-      hn = hp[:, 2 * d:] + b_hn
-      n = jnp.tanh(xp[:, 2 * d:] + r * hn)
-      h = (1. - z) * n + z * h
-      return (h,), (h, jnp.concatenate([r, z, n, hn], axis=-1))
-  else:
-    def step(carry, xp):
-      (h,) = carry
-      h = jnp.tanh(xp + h @ w_h)
-      return (h,), (h, ())
-
-  final, (hs, saved) = jax.lax.scan(step, initial, x_proj)
-  return (hs, final), (weights, initial, hs, saved)
+  hs, final, activations = _scan(cell, forget_bias, x_proj, weights, initial)
+  return (hs, final), (weights, initial, hs, activations)
 
 
 def _backward(cell, unused_forget_bias, residuals, cotangents):
-  weights, initial, hs, saved = residuals
+  weights, initial, hs, activations = residuals
   d_hs, d_final = cotangents
   w_h = weights[0]
   w_h_t = w_h.T
   h_prev = jnp.concatenate([initial[-1][None], hs[:-1]], axis=0)  # (T, B, d)
 
   if cell == 'lstm':
-    cs, acts = saved
+    cs, acts = activations
     c_prev = jnp.concatenate([initial[0][None], cs[:-1]], axis=0)
 
     def step(carry, inputs):
@@ -148,7 +126,7 @@ def _backward(cell, unused_forget_bias, residuals, cotangents):
                                    reverse=True)
     d_x_proj, d_hp, d_initial = das, das, (dc0, dh0)
   elif cell == 'gru':
-    acts = saved
+    acts = activations
 
     def step(carry, inputs):
       (dh,) = carry
