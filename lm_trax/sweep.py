@@ -31,7 +31,8 @@ that vary (a parameter with one value is the same for all points):
 
 Rerunning the same command (or just `--output_dir runs/my_sweep`) skips the
 finished points, resumes interrupted ones from their checkpoints and retries
-failed ones. A point that fails is recorded with its error line and the
+failed ones; if a gin file changed since a point started, the rerun refuses
+(that point's run belongs to another config). A point that fails is recorded with its error line and the
 others go on; Ctrl-C (or SIGTERM) saves the running point's checkpoint and
 stops the sweep.
 
@@ -420,6 +421,7 @@ def run_point(sweep, point, point_dir):
   started = _start_attempt(point_dir, point)
   try:
     config.parse(sweep.gin_files, sweep.bindings + point.bindings)
+    _update_status(point_dir, config_sha256=config_digest())
     loop = training.train(output_dir=str(point_dir))
   except (training.Interrupted, KeyboardInterrupt):
     _end_attempt(point_dir, started, 'interrupted')
@@ -469,20 +471,52 @@ def run_point_in_subprocess(output_dir, point):
   return status
 
 
+def config_digest():
+  """SHA-256 of the whole parsed gin config (every file, include and binding)."""
+  return hashlib.sha256(gin.config_str().encode('utf-8')).hexdigest()
+
+
 def check_configs(sweep, points):
   """Parses every point's gin config, so that a typo fails before training.
+
+  Returns:
+    {point name: config_digest()} of the points' configs as they parse now.
 
   Raises:
     UserError: naming the first point whose config does not parse.
   """
+  digests = {}
   try:
     for point in points:
       try:
         config.parse(sweep.gin_files, sweep.bindings + point.bindings)
       except UserError as e:
         raise UserError(f'point {point.name}: {e}') from e
+      digests[point.name] = config_digest()
+      gin.clear_config()
   finally:
     gin.clear_config()
+  return digests
+
+
+def check_unchanged(output_dir, digests):
+  """Refuses to skip or resume points trained from another config.
+
+  A point records the digest of its config when it starts (status.json); if
+  a gin file changed since, its finished or half-trained run no longer
+  belongs to this sweep.
+
+  Raises:
+    UserError: naming the first such point.
+  """
+  for name, digest in digests.items():
+    trained_with = read_status(pathlib.Path(output_dir) / name).get(
+        'config_sha256')
+    if trained_with is not None and trained_with != digest:
+      raise UserError(
+          f'point {name} in {output_dir} was trained from another config (a '
+          'gin file changed since); use another --output_dir, or delete '
+          f'{pathlib.Path(output_dir) / name} to train it again')
 
 
 def _print(message):
@@ -524,7 +558,7 @@ def run_sweep(sweep, output_dir, workers=1):
   _print(f'sweep of {len(points)} points in {output_dir}: '
          f'{len(points) - len(todo)} finished, {len(todo)} to run'
          + (f', {workers} at a time' if workers > 1 and todo else ''))
-  check_configs(sweep, todo)
+  check_unchanged(output_dir, check_configs(sweep, points))
   if workers == 1:
     for i, point in enumerate(todo, 1):
       _print(f'[{i}/{len(todo)}] {point.name}')

@@ -100,13 +100,20 @@ def test_a_yaml_grid_and_sweep_flags_give_the_same_grid(tmp_path):
   sweep.check_configs(grid_sweep, grid_sweep.points())
 
 
-def test_the_shipped_grid_parses_with_its_config():
-  grid = sweep.load_grid_file(SHIPPED_GRID)
-  shipped = sweep.Sweep([PTB_LSTM], [], grid)
+@pytest.mark.parametrize('gin_file, grid_file, varying', [
+    (PTB_LSTM, SHIPPED_GRID, ['LSTMLM.d_model', 'LSTMLM.dropout']),
+    (str(GIN_DIR / 'ptb_nplm.gin'),
+     GIN_DIR / 'sweeps' / 'ptb_nplm_context_width.yaml',
+     ['NPLM.n_context', 'NPLM.d_hidden']),
+])
+def test_the_shipped_grids_parse_with_their_configs(gin_file, grid_file,
+                                                    varying):
+  grid = sweep.load_grid_file(grid_file)
+  shipped = sweep.Sweep([gin_file], [], grid)
   points = shipped.points()
   assert len(points) == 4
-  assert sweep.varying_params(grid) == ['LSTMLM.d_model', 'LSTMLM.dropout']
-  sweep.check_configs(shipped, points)
+  assert sweep.varying_params(grid) == varying
+  assert len(set(sweep.check_configs(shipped, points).values())) == 4
 
 
 @pytest.mark.parametrize('flag, message', [
@@ -279,6 +286,29 @@ def test_a_sweep_skips_finished_points_resumes_interrupted_ones_and_goes_on(
   (output_dir / 'results.md').unlink()
   sweep.main(['--report', str(output_dir)])
   assert trained == [] and (output_dir / 'results.md').read_text() == table
+
+
+def test_points_trained_from_a_since_changed_gin_file_are_not_reused(
+    use_tiny_data, tmp_path, capsys):
+  seed_file = tmp_path / 'seed.gin'
+  seed_file.write_text('train.seed = 0\n')
+  output_dir = tmp_path / 'sweep'
+  args = ['--gin_file', PTB_LSTM, '--gin_file', TINY, '--gin_file',
+          str(seed_file), '--gin_bindings', 'Corpus.download = False',
+          '--sweep', 'train.n_steps = [2]', '--output_dir', str(output_dir)]
+  sweep.main(args)
+  assert '0 finished, 1 to run' in capsys.readouterr().out
+  sweep.main(args)  # Unchanged: the finished point is skipped.
+  assert '1 finished, 0 to run' in capsys.readouterr().out
+
+  seed_file.write_text('train.seed = 1\n')
+  with pytest.raises(SystemExit) as exited:
+    sweep.main(args)
+  assert exited.value.code == 2
+  error = capsys.readouterr().err
+  assert error.count('\n') == 1
+  assert ('point train.n_steps=2 in ' + str(output_dir) +
+          ' was trained from another config (a gin file changed since)') in error
 
 
 def test_the_report_falls_back_to_sampled_eval_records(tmp_path):

@@ -33,6 +33,7 @@ def _weights(loop):
 
 def test_the_shipped_configs_are_the_expected_ones():
   assert EXPERIMENTS == ['ptb_gru.gin', 'ptb_lstm.gin', 'ptb_nplm.gin',
+                         'ptb_nplm_direct.gin',
                          'shakespeare_char.gin', 'shakespeare_gru.gin',
                          'shakespeare_lstm.gin']
 
