@@ -32,9 +32,9 @@ that vary (a parameter with one value is the same for all points):
 Rerunning the same command (or just `--output_dir runs/my_sweep`) skips the
 finished points, resumes interrupted ones from their checkpoints and retries
 failed ones; if a gin file changed since a point started, the rerun refuses
-(that point's run belongs to another config). A point that fails is recorded with its error line and the
-others go on; Ctrl-C (or SIGTERM) saves the running point's checkpoint and
-stops the sweep.
+(that point's run belongs to another config). A point that fails is recorded
+with its error line and the others go on; Ctrl-C (or SIGTERM) saves the
+running point's checkpoint and stops the sweep.
 
 The table's validation perplexity comes from the points' 'valid' records
 (exact, over the whole validation split) or, if no point has any, from
