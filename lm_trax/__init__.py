@@ -35,8 +35,11 @@ for _selector in _SHADOWED_TRAX_CONFIGURABLES:
 from lm_trax import corpora  # Corpus
 from lm_trax import data  # Batching
 from lm_trax import models
+from lm_trax import optimizers
 from lm_trax import schedules  # constant_lr, epoch_decay
 from lm_trax import training  # train
 
 for _model in (models.NPLM, models.LSTMLM, models.GRULM, models.RNNLM):
   gin.external_configurable(_model, module='lm_trax')
+# SGD with weight decay: bind it fully qualified (@lm_trax.SGD), as trax's is.
+gin.external_configurable(optimizers.SGD, module='lm_trax')

@@ -10,6 +10,15 @@
   last n-1 ids across batches the same way (the NPLM's "state").
 * `TiedEmbedding`: one table used twice: ids -> vectors, then vectors -> logits.
 * `FlatDense`: tl.Dense as one 2-D matmul (faster on XLA:CPU, same function).
+* `WordTypeDropoutMask`: embedding dropout (Gal & Ghahramani 2016): whole
+  word types dropped, the same ones at every position of the batch.
+* `ActivationPenalty`: activation regularization (AR) or temporal activation
+  regularization (TAR, Merity et al. 2017): an identity layer that adds the
+  penalty's gradient in the backward pass.
+
+Variational ("locked") dropout needs no layer of its own: tl.Dropout with
+shared_axes=[1] draws one mask per sequence and feature and reuses it at every
+time step.
 
 The carried state is never differentiated through (stop_gradient) and is reset
 to zeros by `reset_carried_state(layer)` -- the training loop does that at the
@@ -18,6 +27,8 @@ array is batch-major, (B, ...), so that on several devices it is split along
 the batch like the data (lm_trax.parallel). With carry_state=False the state
 is left as initialized, so its shape never changes from batch to batch.
 """
+
+import functools
 
 import jax
 from jax import numpy as jnp
@@ -65,10 +76,15 @@ class Recurrent(base.Layer):
   hand-written backward pass (the recurrent weights' gradient as one matmul
   after the reverse loop); fast_backward=False differentiates the
   straightforward loop instead (the reference the tests compare it with).
+
+  Weight dropping (weight_dropout > 0, mode 'train'; Wan et al. 2013 as
+  AWD-LSTM uses it): DropConnect on the hidden-to-hidden matrix U, one mask
+  per batch, the same at every time step, scaled by 1 / (1 - weight_dropout).
   """
 
   def __init__(self, cell, d_model, carry_state=True, forget_bias=1.0,
-               initializer=None, fast_backward=True):
+               initializer=None, fast_backward=True, weight_dropout=0.0,
+               mode='train'):
     if cell not in CELLS:
       raise ValueError(f'cell must be one of {CELLS}, got {cell!r}')
     super().__init__(n_in=1, n_out=1, name=f'{cell.upper()}_{d_model}')
@@ -78,6 +94,10 @@ class Recurrent(base.Layer):
     self._forget_bias = forget_bias
     self._initializer = initializer
     self._fast_backward = fast_backward
+    if not 0.0 <= weight_dropout < 1.0:
+      raise ValueError(f'weight_dropout must be in [0, 1), got {weight_dropout}')
+    self._weight_dropout = weight_dropout
+    self._mode = mode
 
   @property
   def n_state_arrays(self):
@@ -119,7 +139,8 @@ class Recurrent(base.Layer):
     x_proj = (x_tm @ w_x + b).reshape((length, batch_size, -1))
     loop = (recurrence.recurrence if self._fast_backward
             else recurrence.reference_recurrence)
-    recurrent_weights = tuple(self.weights[1:2]) + tuple(self.weights[3:])
+    recurrent_weights = (self._dropped(self.weights[1]),) + tuple(
+        self.weights[3:])
     hs, final = loop(self._cell, self._forget_bias, x_proj, recurrent_weights,
                      initial)  # (w_h,) or (w_h, b_hn) for gru
     # Without carry_state the state keeps its initial, fixed shape (a new
@@ -127,6 +148,15 @@ class Recurrent(base.Layer):
     if self._carry_state:
       self.state = tuple(jax.lax.stop_gradient(s) for s in final)
     return jnp.transpose(hs, (1, 0, 2))  # (B, T, d)
+
+
+  def _dropped(self, w_h):
+    """U with weight dropping applied (training only)."""
+    if self._mode != 'train' or not self._weight_dropout:
+      return w_h
+    keep = 1.0 - self._weight_dropout
+    mask = jax.random.bernoulli(self.rng, keep, w_h.shape)
+    return w_h * mask.astype(w_h.dtype) / keep
 
 
 class ContextWindow(base.Layer):
@@ -223,6 +253,152 @@ class Bias(base.Layer):
 
   def forward(self, x):
     return x + self.weights
+
+
+class WordTypeDropoutMask(base.Layer):
+  """Embedding dropout's mask: whole word types dropped in mode 'train'.
+
+  Input:  (B, T) int ids.
+  Output: (B, T, 1) float32, mask[ids] / (1 - rate) for one (V,) Bernoulli
+  mask drawn per batch, so every occurrence of a dropped word in the batch is
+  zero (Gal & Ghahramani 2016; AWD-LSTM's dropoute). Multiply the embedded
+  vectors by it. Ones in every other mode.
+  """
+
+  def __init__(self, vocab_size, rate, mode='train'):
+    super().__init__(n_in=1, n_out=1, name=f'WordTypeDropout_{rate}')
+    if not 0.0 <= rate < 1.0:
+      raise ValueError(f'embedding_dropout must be in [0, 1), got {rate}')
+    self._vocab_size = vocab_size
+    self._rate = rate
+    self._mode = mode
+
+  def forward(self, ids):
+    if self._mode != 'train' or not self._rate:
+      return jnp.ones(ids.shape + (1,), jnp.float32)
+    keep = 1.0 - self._rate
+    mask = jax.random.bernoulli(self.rng, keep, (self._vocab_size,))
+    mask = mask.astype(jnp.float32) / keep  # (V,)
+    return jnp.take(mask, ids, axis=0, mode='clip')[..., None]
+
+
+def _penalty(kind, x):
+  """Mean squared activation ('ar') or step difference ('tar') of x (B, T, d)."""
+  if kind == 'ar':
+    return jnp.mean(jnp.square(x))
+  return jnp.mean(jnp.square(x[:, 1:] - x[:, :-1]))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _add_penalty_gradient(kind, coefficient, x):
+  return x
+
+
+def _add_penalty_gradient_fwd(kind, coefficient, x):
+  return x, x
+
+
+def _add_penalty_gradient_bwd(kind, coefficient, x, g):
+  return (g + coefficient * jax.grad(functools.partial(_penalty, kind))(x),)
+
+
+_add_penalty_gradient.defvjp(_add_penalty_gradient_fwd,
+                             _add_penalty_gradient_bwd)
+
+
+class ActivationPenalty(base.Layer):
+  """AR or TAR (Merity et al. 2017) on hidden states, as an identity layer.
+
+  Input and output: (B, T, d) hidden states, unchanged. In mode 'train' the
+  backward pass adds the gradient of
+    'ar':  coefficient * mean(h ** 2)                  (activation reg.)
+    'tar': coefficient * mean((h[:, t+1] - h[:, t]) ** 2)  (temporal AR)
+  (means over every element, as AWD-LSTM), so the model trains on
+  loss + penalty while its outputs, and so the logged cross entropy, stay
+  the plain ones.
+
+  State: (B,) float32, the penalty summed over the steps since it was last
+  zeroed, spread evenly over the rows (batch-major like every lm_trax state,
+  so it splits over devices); `penalty_sums(model)` reads it for logging. A
+  batch whose size differs from the state's adds nothing to it.
+  """
+
+  def __init__(self, kind, coefficient, mode='train'):
+    if kind not in ('ar', 'tar'):
+      raise ValueError(f"kind must be 'ar' or 'tar', got {kind!r}")
+    if coefficient < 0:
+      raise ValueError(f'the {kind.upper()} coefficient must be >= 0, got '
+                       f'{coefficient}')
+    super().__init__(n_in=1, n_out=1, name=f'{kind.upper()}_{coefficient}')
+    self._kind = kind
+    self._coefficient = float(coefficient)
+    self._mode = mode
+
+  def init_weights_and_state(self, input_signature):
+    self.state = jnp.zeros((input_signature.shape[0],), jnp.float32)
+
+  def forward(self, x):
+    if self._mode != 'train' or not self._coefficient:
+      return x
+    if self.state.shape[0] == x.shape[0]:
+      value = self._coefficient * _penalty(self._kind, x)
+      self.state = self.state + jax.lax.stop_gradient(value) / x.shape[0]
+    return _add_penalty_gradient(self._kind, self._coefficient, x)
+
+
+def penalty_sums(model, state):
+  """The sum of every ActivationPenalty's accumulated value in `state` (a
+  state tree of `model`, possibly split over devices): a float."""
+  total = 0.0
+  for layer, layer_state in _leaf_layers_with_state(model, state):
+    if isinstance(layer, ActivationPenalty):
+      total += float(np.sum(np.asarray(layer_state)))
+  return total
+
+
+def zero_penalty_sums(model, state):
+  """`state` with every ActivationPenalty's accumulated value zeroed."""
+  return _map_leaf_states(
+      model, state, lambda layer, s: (
+          zero_state_tree(s) if isinstance(layer, ActivationPenalty) else s))
+
+
+def zero_carried_state(model, state):
+  """`state` with the carried state zeroed, the AR/TAR sums kept."""
+  return _map_leaf_states(
+      model, state, lambda layer, s: (
+          s if isinstance(layer, ActivationPenalty) else zero_state_tree(s)))
+
+
+def _leaf_layers_with_state(layer, state):
+  """(leaf layer, its state) for every leaf layer of `layer`."""
+  if not layer.sublayers:
+    yield layer, state
+    return
+  for sublayer, sub_state in zip(layer.sublayers, state):
+    yield from _leaf_layers_with_state(sublayer, sub_state)
+
+
+def _map_leaf_states(layer, state, fn):
+  """The state tree of `layer` with fn(leaf layer, its state) at each leaf."""
+  if not layer.sublayers:
+    return fn(layer, state)
+  return tuple(_map_leaf_states(sublayer, sub_state, fn)
+               for sublayer, sub_state in zip(layer.sublayers, state))
+
+
+def count_parameters(model):
+  """The number of trainable numbers in an initialized model (a tied table
+  counted once)."""
+  return int(sum(np.size(w) for w in _unique_leaves(model.weights)))
+
+
+def _unique_leaves(weights):
+  seen = set()
+  for leaf in jax.tree_util.tree_leaves(weights):
+    if id(leaf) not in seen:
+      seen.add(id(leaf))
+      yield leaf
 
 
 def zero_state_tree(state):

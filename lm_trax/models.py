@@ -22,12 +22,11 @@ from trax import layers as tl
 from lm_trax import layers
 
 
-def _output_layers(vocab_size, d_model, tied, initializer, dropout, mode):
-  """(B, T, d_model) -> (B, T, vocab_size) logits, the tied table or a Dense."""
-  drop = [tl.Dropout(rate=dropout, mode=mode)] if dropout else []
+def _output_layers(vocab_size, tied, initializer):
+  """(B, T, d) -> (B, T, vocab_size) logits, the tied table or a Dense."""
   if tied is not None:
-    return drop + [tied, layers.Bias(vocab_size, initializer)]
-  return drop + [_dense(vocab_size, initializer)]
+    return [tied, layers.Bias(vocab_size, initializer)]
+  return [_dense(vocab_size, initializer)]
 
 
 def _dense(n_units, initializer, use_bias=True):
@@ -38,45 +37,97 @@ def _dense(n_units, initializer, use_bias=True):
                           bias_initializer=initializer, use_bias=use_bias)
 
 
+def _dropout(rate, variational, mode):
+  """tl.Dropout on (B, T, d), its mask shared over time if variational."""
+  if not rate:
+    return []
+  if not 0.0 <= rate < 1.0:
+    raise ValueError(f'dropout rates must be in [0, 1), got {rate}')
+  return [tl.Dropout(rate=rate, shared_axes=[1] if variational else None,
+                     mode=mode)]
+
+
+def _penalty(kind, coefficient, mode):
+  if not coefficient:
+    return []
+  return [layers.ActivationPenalty(kind, coefficient, mode=mode)]
+
+
 def _recurrent_lm(cell, vocab_size, d_model, n_layers, dropout, tie_weights,
-                  carry_state, init_scale, forget_bias, mode):
+                  carry_state, init_scale, forget_bias, mode, d_embed,
+                  variational, input_dropout, hidden_dropout, output_dropout,
+                  embedding_dropout, weight_dropout, activation_reg,
+                  temporal_activation_reg):
   """Embedding -> n_layers x (Dropout, Recurrent) -> Dropout -> logits."""
   if n_layers < 1:
     raise ValueError(f'n_layers must be >= 1, got {n_layers}')
+  d_embed = d_embed or d_model
+  rate = lambda specific: dropout if specific is None else specific
   initializer = layers.default_initializer(init_scale)
   if tie_weights:
-    embedding = layers.TiedEmbedding(vocab_size, d_model, initializer)
+    embedding = layers.TiedEmbedding(vocab_size, d_embed, initializer)
   elif initializer is None:
-    embedding = tl.Embedding(vocab_size, d_model)
+    embedding = tl.Embedding(vocab_size, d_embed)
   else:
-    embedding = tl.Embedding(vocab_size, d_model, kernel_initializer=initializer)
+    embedding = tl.Embedding(vocab_size, d_embed, kernel_initializer=initializer)
+  if embedding_dropout:
+    embed = [tl.Branch(embedding, layers.WordTypeDropoutMask(
+        vocab_size, embedding_dropout, mode=mode)), tl.Multiply()]
+  else:
+    embed = [embedding]
   stack = []
-  for _ in range(n_layers):
-    if dropout:
-      stack.append(tl.Dropout(rate=dropout, mode=mode))  # Non-recurrent edges only.
-    stack.append(layers.Recurrent(cell, d_model, carry_state=carry_state,
-                                  forget_bias=forget_bias,
-                                  initializer=initializer))
+  for index in range(n_layers):
+    # Non-recurrent edges only: into the first layer and between layers.
+    stack += _dropout(rate(input_dropout if index == 0 else hidden_dropout),
+                      variational, mode)
+    last = index == n_layers - 1
+    stack.append(layers.Recurrent(
+        cell, d_embed if (last and tie_weights) else d_model,
+        carry_state=carry_state, forget_bias=forget_bias,
+        initializer=initializer, weight_dropout=weight_dropout, mode=mode))
   return tl.Serial(
-      embedding,  # (B, T) ids -> (B, T, d_model)
-      stack,      # -> (B, T, d_model) hidden states
-      _output_layers(vocab_size, d_model, embedding if tie_weights else None,
-                     initializer, dropout, mode),  # -> (B, T, V) logits
+      embed,      # (B, T) ids -> (B, T, d_embed)
+      stack,      # -> (B, T, d_model), or d_embed from the last layer if tied
+      _penalty('tar', temporal_activation_reg, mode),   # on the raw states
+      _dropout(rate(output_dropout), variational, mode),
+      _penalty('ar', activation_reg, mode),             # on the dropped ones
+      _output_layers(vocab_size, embedding if tie_weights else None,
+                     initializer),  # -> (B, T, V) logits
   )
 
 
 _RECURRENT_ARGS = """
   Args:
     vocab_size: V, the number of token ids (pad id 0 included).
-    d_model: width of the embeddings and of every recurrent layer.
+    d_model: width of every recurrent layer (and of the embeddings unless
+      d_embed is set).
     n_layers: number of stacked recurrent layers (any >= 1).
     dropout: rate on the non-recurrent connections (embedding -> layer 1,
       between layers, last layer -> output); active in mode 'train' only.
-    tie_weights: share the embedding table with the output projection.
+      input_dropout, hidden_dropout and output_dropout override it for one
+      of the three.
+    tie_weights: share the embedding table with the output projection
+      (Press & Wolf 2017, Inan et al. 2017); the last recurrent layer then
+      outputs d_embed units.
     carry_state: start each batch from the previous batch's final state when
       the batch size matches (contiguous streams); else from zeros.
     init_scale: if set, every weight starts uniform in [-init_scale, init_scale].
     mode: 'train', 'eval' or 'predict'.
+    d_embed: width of the embeddings (default d_model), e.g. 400 against 1150
+      hidden units in AWD-LSTM.
+    variational: one dropout mask per sequence, reused at every time step
+      ("locked" dropout, Gal & Ghahramani 2016), for the three rates above.
+    input_dropout: rate on the embeddings (AWD-LSTM's dropouti).
+    hidden_dropout: rate between recurrent layers (dropouth).
+    output_dropout: rate on the last layer's output (dropout).
+    embedding_dropout: drop whole word types from the embedding lookup,
+      the same words at every position of a batch (dropoute).
+    weight_dropout: DropConnect on the hidden-to-hidden matrices, one mask
+      per batch (wdrop).
+    activation_reg: AR, alpha * mean(h ** 2) of the last layer's dropped
+      output, added to the training loss (alpha).
+    temporal_activation_reg: TAR, beta * mean((h_t+1 - h_t) ** 2) of the last
+      layer's output before dropout (beta).
 
   Returns:
     A layer mapping (B, T) int32 ids to (B, T, vocab_size) float32 logits.
@@ -84,24 +135,43 @@ _RECURRENT_ARGS = """
 
 
 def LSTMLM(vocab_size, d_model=200, n_layers=2, dropout=0.0, tie_weights=False,
-           carry_state=True, init_scale=None, forget_bias=1.0, mode='train'):
-  return _recurrent_lm('lstm', vocab_size, d_model, n_layers, dropout,
-                       tie_weights, carry_state, init_scale, forget_bias, mode)
+           carry_state=True, init_scale=None, forget_bias=1.0, mode='train',
+           d_embed=None, variational=False, input_dropout=None,
+           hidden_dropout=None, output_dropout=None, embedding_dropout=0.0,
+           weight_dropout=0.0, activation_reg=0.0, temporal_activation_reg=0.0):
+  return _recurrent_lm(
+      'lstm', vocab_size, d_model, n_layers, dropout, tie_weights,
+      carry_state, init_scale, forget_bias, mode, d_embed, variational,
+      input_dropout, hidden_dropout, output_dropout, embedding_dropout,
+      weight_dropout, activation_reg, temporal_activation_reg)
 
 
 def GRULM(vocab_size, d_model=200, n_layers=2, dropout=0.0, tie_weights=False,
-          carry_state=True, init_scale=None, mode='train'):
-  return _recurrent_lm('gru', vocab_size, d_model, n_layers, dropout,
-                       tie_weights, carry_state, init_scale, 0.0, mode)
+          carry_state=True, init_scale=None, mode='train', d_embed=None,
+          variational=False, input_dropout=None, hidden_dropout=None,
+          output_dropout=None, embedding_dropout=0.0, weight_dropout=0.0,
+          activation_reg=0.0, temporal_activation_reg=0.0):
+  return _recurrent_lm(
+      'gru', vocab_size, d_model, n_layers, dropout, tie_weights,
+      carry_state, init_scale, 0.0, mode, d_embed, variational,
+      input_dropout, hidden_dropout, output_dropout, embedding_dropout,
+      weight_dropout, activation_reg, temporal_activation_reg)
 
 
 def RNNLM(vocab_size, d_model=200, n_layers=1, dropout=0.0, tie_weights=False,
-          carry_state=True, init_scale=None, mode='train'):
-  return _recurrent_lm('rnn', vocab_size, d_model, n_layers, dropout,
-                       tie_weights, carry_state, init_scale, 0.0, mode)
+          carry_state=True, init_scale=None, mode='train', d_embed=None,
+          variational=False, input_dropout=None, hidden_dropout=None,
+          output_dropout=None, embedding_dropout=0.0, weight_dropout=0.0,
+          activation_reg=0.0, temporal_activation_reg=0.0):
+  return _recurrent_lm(
+      'rnn', vocab_size, d_model, n_layers, dropout, tie_weights,
+      carry_state, init_scale, 0.0, mode, d_embed, variational,
+      input_dropout, hidden_dropout, output_dropout, embedding_dropout,
+      weight_dropout, activation_reg, temporal_activation_reg)
 
 
-LSTMLM.__doc__ = """An LSTM language model (Zaremba et al. 2014; "small" = defaults).
+LSTMLM.__doc__ = """An LSTM language model (Zaremba et al. 2014; "small" = defaults;
+AWD-LSTM's regularizers, Merity et al. 2018, as options, all off by default).
 """ + _RECURRENT_ARGS.replace(
     "    mode:", "    forget_bias: added to the forget gate's pre-activation.\n    mode:")
 GRULM.__doc__ = """A GRU language model (Cho et al. 2014 cells, "reset after").

@@ -13,6 +13,7 @@ import jax
 import numpy as np
 from trax import shapes
 
+from lm_trax import averaging
 from lm_trax import checkpoints
 from lm_trax import config
 from lm_trax import vocab as vocab_lib
@@ -70,5 +71,8 @@ class Run:
                       f'model in {self.output_dir}/config.gin (weight shapes '
                       f'{loaded[:3]}... vs {expected[:3]}...); was config.gin '
                       'edited?')
+    averaged = averaging.load(self.checkpoint.parent, model.weights)
+    if averaged is not None:  # NT-ASGD: the averaged weights are the model.
+      model.weights = averaged[1]
     model.state = init_state  # Fresh zero state for this batch size.
     return model

@@ -48,6 +48,7 @@ from trax.data import inputs as trax_inputs
 from trax.supervised import callbacks as trax_callbacks
 from trax.supervised import training as trax_training
 
+from lm_trax import averaging
 from lm_trax import checkpoints
 from lm_trax import corpora
 from lm_trax import data as data_lib
@@ -184,8 +185,10 @@ class Loop(trax_training.Loop):
 
   def __init__(self, *args, n_steps, token_counter, metrics_log,
                exact_validation=None, exact_eval_at=None, layout=None,
-               **kwargs):
+               nt_asgd_nonmono=None, **kwargs):
     self._n_total_steps = n_steps
+    self._nt_asgd_nonmono = nt_asgd_nonmono
+    self._average = averaging.WeightAverage()  # Loaded with a checkpoint.
     self._token_counter = token_counter
     self._metrics_log = metrics_log
     self._exact_validation = exact_validation
@@ -196,6 +199,10 @@ class Loop(trax_training.Loop):
     valid = [r['loss'] for r in metrics_log.read(self._output_dir)
              if r['kind'] == 'valid' and r['step'] <= self.step]
     self.best_valid_loss = min(valid) if valid else float('inf')
+    self._valid_losses = valid
+    if (nt_asgd_nonmono is not None and
+        averaging.trigger_check(valid, nt_asgd_nonmono) is not None):
+      self._average.start()  # Replayed: the rule depends on valid only.
     self.last_checkpoint_step = self.step or None  # Set when resumed.
 
   # Several devices and processes, see lm_trax.parallel.
@@ -257,6 +264,7 @@ class Loop(trax_training.Loop):
       # trax does not save its random key: dropout after a resume would
       # differ from an uninterrupted run's.
       np.save(pathlib.Path(directory) / RNG_FILE, np.asarray(self._rng))
+      self._average.save(directory, self._unreplicate)
       # Every process has read as many batches as process 0: its data
       # position is the same, under the name trax's load looks for.
       counters = pathlib.Path(directory) / 'data_counters0.pkl'
@@ -280,6 +288,7 @@ class Loop(trax_training.Loop):
         super().load_checkpoint(directory=str(candidate))
         trax_inputs.load_data_counters(str(candidate))
         self._load_rng(candidate)
+        self._average.load(candidate, self._model.weights)
       except Exception as e:  # pylint: disable=broad-except
         failures.append(f'{candidate.name}: {type(e).__name__}: {e}')
         continue
@@ -300,7 +309,18 @@ class Loop(trax_training.Loop):
   def _run_one_step(self, task_index, task_changed):
     loss, stats = super()._run_one_step(task_index, task_changed)
     self._last_loss = loss  # A device array: checked at checkpoints only.
+    if self._average.started:
+      trainer = self._trainer_per_task[task_index]
+      self._average.add(trainer.accelerated_model_with_loss.weights[0])
     return loss, stats
+
+  def _validation_weights(self):
+    """The weights validation and the best checkpoint use: NT-ASGD's
+    average once it holds an iterate, else the trained weights."""
+    if self._average.count:
+      return self._unreplicate(self._average.mean)
+    trainer = self._trainer_per_task[self._which_task(self.step)]
+    return self._unreplicate(trainer.accelerated_model_with_loss.weights[0])
 
   def _check_weights_finite(self):
     last_loss = getattr(self, '_last_loss', None)
@@ -329,12 +349,31 @@ class Loop(trax_training.Loop):
     tokens_per_sec = self._token_counter.take() / max(elapsed_time, 1e-9)
     eta = (self._n_total_steps - self.step) * elapsed_time / n_steps
     learning_rate = task.learning_rate(self.step)
+    penalty = self._take_penalty() / n_steps
+    penalty_text = (f' | +AR/TAR {penalty:.4f} = {loss + penalty:.4f}'
+                    if penalty else '')
+    averaging_text = (f' | averaged over {self._average.count:,} steps'
+                      if self._average.started else '')
     _print(f'step {self.step:>7d}/{self._n_total_steps} | train loss '
-           f'{loss:.4f} | ppl {_ppl(loss):9.2f} | lr {learning_rate:.4g} | '
-           f'{tokens_per_sec:,.0f} tok/s | ETA {_format_duration(eta)}')
+           f'{loss:.4f} | ppl {_ppl(loss):9.2f}{penalty_text} | lr '
+           f'{learning_rate:.4g} | {tokens_per_sec:,.0f} tok/s | ETA '
+           f'{_format_duration(eta)}{averaging_text}')
     if self.is_chief:
+      extra = {'penalty': penalty, 'total_loss': loss + penalty} if penalty else {}
       self._metrics_log.write(self.step, 'train', loss=loss, ppl=_ppl(loss),
-                              lr=learning_rate, tokens_per_sec=tokens_per_sec)
+                              lr=learning_rate, tokens_per_sec=tokens_per_sec,
+                              **extra)
+
+  def _take_penalty(self):
+    """The AR/TAR penalty summed since the last call (then zeroed)."""
+    trainer = self._trainer_per_task[self._which_task(self.step)]
+    model_with_loss = trainer.accelerated_model_with_loss
+    model = self._model  # model_with_loss's state is (model's, loss's).
+    total = layers.penalty_sums(model, model_with_loss.state[0])
+    if total:
+      model_with_loss.state = (layers.zero_penalty_sums(
+          model, model_with_loss.state[0]),) + tuple(model_with_loss.state[1:])
+    return total
 
   def run_evals(self, summary_writers=None):
     # Evals draw keys from the Loop's random key too; they run after the
@@ -363,17 +402,24 @@ class Loop(trax_training.Loop):
     """Scores the whole validation split; keeps the best checkpoint."""
     if not self.is_chief:  # One device, no collectives: process 0 alone.
       return
-    trainer = self._trainer_per_task[self._which_task(self.step)]
-    weights = self._unreplicate(trainer.accelerated_model_with_loss.weights[0])
     started = time.time()
-    loss = self._exact_validation(weights)
+    loss = self._exact_validation(self._validation_weights())
     is_best = loss < self.best_valid_loss
     _print(f'step {self.step:>7d}/{self._n_total_steps} | valid loss '
            f'{loss:.4f} | ppl {_ppl(loss):9.2f} | exact, whole split, '
-           f'{time.time() - started:.1f} s' + (' | best so far' if is_best
-                                               else ''))
+           f'{time.time() - started:.1f} s' +
+           (' | averaged weights' if self._average.count else '') +
+           (' | best so far' if is_best else ''))
     if self.is_chief:
       self._metrics_log.write(self.step, 'valid', loss=loss, ppl=_ppl(loss))
+    self._valid_losses.append(loss)
+    nonmono = self._nt_asgd_nonmono
+    if (nonmono is not None and not self._average.started and
+        averaging.trigger_check(self._valid_losses, nonmono) is not None):
+      self._average.start()
+      _print(f'step {self.step:>7d}/{self._n_total_steps} | NT-ASGD: valid '
+             f'is worse than the best before the last {nonmono} checks; '
+             'averaging the weights from the next step on')
     if is_best:
       self.best_valid_loss = loss
       if self.is_chief and self._output_dir:
@@ -423,9 +469,12 @@ class ResetStateEachPass(trax_callbacks.TrainingStepCallback):
     return (step - 1) % self._steps_per_pass == 0
 
   def on_step_begin(self, step):
+    model = self._loop._model  # pylint: disable=protected-access
     for trainer in self._loop._trainer_per_task:  # pylint: disable=protected-access
       model_with_loss = trainer.accelerated_model_with_loss
-      model_with_loss.state = layers.zero_state_tree(model_with_loss.state)
+      state = model_with_loss.state
+      model_with_loss.state = (layers.zero_carried_state(model, state[0]),) + (
+          layers.zero_state_tree(tuple(state[1:])))
 
   def on_step_end(self, step):
     pass
@@ -532,6 +581,7 @@ def train(output_dir,
           checkpoint_every=None,
           exact_eval_every=None,
           vocab_max_size=None,
+          nt_asgd_nonmono=None,
           seed=0):
   """Trains a language model with trax's Loop; resumes from output_dir.
 
@@ -555,6 +605,10 @@ def train(output_dir,
       (default: once per epoch, and at the last step; 0 turns it off); the
       best-scoring weights are kept as checkpoints/best.
     vocab_max_size: keep only this many most frequent words (word level).
+    nt_asgd_nonmono: NT-ASGD (lm_trax.averaging): once the exact validation
+      loss is worse than the best of all checks but the last this many,
+      validate, keep as best and evaluate the average of the weights since
+      (AWD-LSTM: 5). None trains without averaging.
     seed: seeds initialization, dropout and line shuffling.
 
   Returns:
@@ -583,6 +637,14 @@ def train(output_dir,
   vocab = prepare_vocab(output_dir, corpus, train_text, vocab_max_size)
 
   steps_per_epoch = batching.steps_per_pass(vocab, train_text)
+  if nt_asgd_nonmono is not None and (
+      isinstance(nt_asgd_nonmono, bool) or not isinstance(nt_asgd_nonmono, int)
+      or nt_asgd_nonmono < 0):
+    raise UserError('train.nt_asgd_nonmono must be a whole number >= 0 or '
+                    f'None, got {nt_asgd_nonmono!r}; fix the gin binding')
+  if nt_asgd_nonmono is not None and exact_eval_every == 0:
+    raise UserError('NT-ASGD (train.nt_asgd_nonmono) decides on exact '
+                    'validation; set train.exact_eval_every > 0 or None')
   if n_steps is None:
     if n_epochs is None:
       raise UserError('set train.n_steps or train.n_epochs in the gin config')
@@ -628,6 +690,7 @@ def train(output_dir,
 
   train_model = model(vocab_size=vocab.size, mode='train')
   check_same_model(output_dir, train_model, batching, layout, optimizer)
+  _print(f'model: {layers.count_parameters(train_model):,} parameters')
   at_interval_or_end = lambda every: (
       lambda step: (every and step % every == 0) or step == n_steps)
   exact_eval_at = at_interval_or_end(exact_eval_every)
@@ -649,7 +712,8 @@ def train(output_dir,
       exact_validation=(ExactValidation(model, vocab, batching, valid_text)
                         if exact_eval_every else None),
       exact_eval_at=exact_eval_at,
-      layout=layout)
+      layout=layout,
+      nt_asgd_nonmono=nt_asgd_nonmono)
   if parallel.is_chief():
     files.write_text_atomically(output_dir / 'config.gin',
                                 gin.operative_config_str())
