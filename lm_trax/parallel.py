@@ -171,7 +171,9 @@ def split_state(state, n_devices):
   slice per local device, as trax's pmap expects (it would replicate them).
 
   Every array in an lm_trax model's state is batch-major (RNN hidden states,
-  the NPLM's last ids), so row r of the state goes with row r of the batch.
+  the NPLM's last ids, AR/TAR sums), so row r of the state goes with row r of
+  the batch. The one exception, tl.Dropout's 0-d rate, gets a copy per
+  device.
   """
   if n_devices == 1:
     return state
@@ -181,6 +183,8 @@ def split_state(state, n_devices):
 
   def split(x):
     x = np.asarray(x)
+    if x.ndim == 0:
+      return jax.device_put(np.broadcast_to(x, (n_devices,)), sharding)
     return jax.device_put(
         x.reshape((n_devices, x.shape[0] // n_devices) + x.shape[1:]),
         sharding)
@@ -191,8 +195,12 @@ def gather_state(state, n_devices):
   """The inverse of split_state: (n_devices, b, ...) -> (n_devices * b, ...)."""
   if n_devices == 1:
     return state
-  return jax.tree_util.tree_map(
-      lambda x: np.asarray(x).reshape((-1,) + x.shape[2:]), state)
+  def gather(x):
+    x = np.asarray(x)
+    if x.ndim == 1:  # A 0-d array, one copy per device.
+      return x[0]
+    return x.reshape((-1,) + x.shape[2:])
+  return jax.tree_util.tree_map(gather, state)
 
 
 # One device per process -----------------------------------------------------------

@@ -28,6 +28,10 @@ from lm_trax.errors import UserError
 REPO = pathlib.Path(__file__).resolve().parent.parent
 GIN_FILES = [str(REPO / 'gin' / 'ptb_lstm.gin'), str(REPO / 'gin' / 'tiny.gin')]
 CONTIGUOUS = ['train.checkpoint_every = 2']  # tiny.gin: 4 rows, eval each step.
+# Gradient ascent makes the second exact validation (step 2) worse than the
+# first: NT-ASGD (nonmono 0) averages steps 3 and 4, across the resume.
+REGULARIZED = ['train.nt_asgd_nonmono = 0', 'train.exact_eval_every = 1',
+               'train.checkpoint_every = 2', 'constant_lr.learning_rate = -1.0']
 LINES = ["Batching.kind = 'lines'", 'Batching.boundaries = (8,)',
          'Batching.batch_sizes = (3, 1)', 'Batching.max_length = 16',
          'LSTMLM.carry_state = False', 'train.n_steps = 12',
@@ -172,6 +176,16 @@ _TWO_DEVICES = textwrap.dedent('''
     result['generate'] = generate.generate(run, 'the cat', length=6,
                                            num_samples=2, seed=1)
 
+    # The regularized tied model (dropout's 0-d state, AR/TAR sums, NT-ASGD's
+    # average) to step 2, then resumed to 4.
+    for n_steps in (2, 4):
+      config.parse([str(pathlib.Path(gin_files[0]).with_name(
+          'ptb_lstm_tied.gin')), gin_files[1]], bindings(tiny, %(regularized)r
+          + [f'train.n_steps = {n_steps}']))
+      loop = training.train(output_dir=str(out / 'regularized'))
+    result['regularized'] = {'step': loop.step,
+                             'averaged': loop._average.count}
+
     config.parse(gin_files, bindings(tiny, ['Batching.batch_size = 5']))
     try:
       training.train(output_dir=str(out / 'odd'))
@@ -196,7 +210,8 @@ _TWO_DEVICES = textwrap.dedent('''
     result['later_compilations'] = compiled
     result['later_shapes'] = sorted(shapes)
     print('RESULT ' + json.dumps(result), flush=True)
-''') % {'contiguous': CONTIGUOUS, 'lines': LINES}
+''') % {'contiguous': CONTIGUOUS, 'lines': LINES,
+       'regularized': REGULARIZED}
 
 
 def _run(command, env=None):
@@ -251,6 +266,13 @@ def test_evaluation_and_generation_run_with_two_devices(two_devices):
   assert result['evaluate'] == pytest.approx(valid[4], rel=1e-5)
   assert len(result['generate']) == 2
   assert all(len(sample.split()) > 2 for sample in result['generate'])
+
+
+def test_the_regularized_model_trains_and_resumes_on_two_devices(two_devices):
+  out, result = two_devices
+  assert result['regularized'] == {'step': 4, 'averaged': 2}
+  assert (out / 'regularized' / 'checkpoints' / 'step-00000004' /
+          'averaged_weights.npz').exists()
 
 
 def test_a_batch_size_the_devices_cannot_split_is_a_one_line_error(two_devices):

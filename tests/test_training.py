@@ -32,7 +32,9 @@ def _weights(loop):
 
 
 def test_the_shipped_configs_are_the_expected_ones():
-  assert EXPERIMENTS == ['ptb_gru.gin', 'ptb_lstm.gin', 'ptb_nplm.gin',
+  assert EXPERIMENTS == ['ptb_awd_lstm.gin', 'ptb_gru.gin', 'ptb_lstm.gin',
+                         'ptb_lstm_large.gin', 'ptb_lstm_medium.gin',
+                         'ptb_lstm_tied.gin', 'ptb_nplm.gin',
                          'ptb_nplm_direct.gin',
                          'shakespeare_char.gin', 'shakespeare_gru.gin',
                          'shakespeare_lstm.gin']
