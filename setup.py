@@ -19,6 +19,7 @@ INSTALL_REQUIRES = [
     'matplotlib>=3.9',
     'tqdm>=4.66',
     'PyYAML>=6',  # Sweep grids (gin/sweeps/*.yaml).
+    'filelock>=3',  # JAX's persistent compilation cache (compilation_cache).
 ]
 
 EXTRAS_REQUIRE = {
