@@ -58,6 +58,7 @@ def main(argv):
     if not FLAGS.gin_file:
       raise UserError('give a config: --gin_file=gin/ptb_lstm.gin (see gin/)')
     config.parse(FLAGS.gin_file, FLAGS.gin_bindings)
+    config.check_trainable()
     output_dir = FLAGS.output_dir or f'runs/{config.run_name(FLAGS.gin_file)}'
     training.train(output_dir=output_dir)
   except training.Interrupted as e:

@@ -33,6 +33,17 @@ def parse(gin_files=(), bindings=()):
     raise UserError(f'bad gin config: {_one_line(e)}') from e
 
 
+def check_trainable():
+  """Raises UserError unless the parsed config names a model (train.model);
+  gin would only say so when train() is called, in a traceback."""
+  try:
+    gin.query_parameter('train.model')
+  except ValueError:
+    raise UserError('the gin config names no model (train.model); start from '
+                    'a config in gin/, e.g. --gin_file=gin/ptb_lstm.gin '
+                    '[--gin_file=gin/tiny.gin]') from None
+
+
 @contextlib.contextmanager
 def _quiet_absl():
   verbosity = logging.get_verbosity()

@@ -93,7 +93,7 @@ def _read(path):
                     'LM_TRAX_DATA_DIR (or Corpus.data_dir) at the data')
   data = path.read_bytes()
   try:
-    text = data.decode('utf-8')
+    text = data.decode('utf-8-sig')  # Without a byte-order mark, if any.
   except UnicodeDecodeError as e:
     raise UserError(f'{path} is not UTF-8 text (byte {e.start}: '
                     f'{data[e.start:e.start + 4]!r}); convert it, e.g. '

@@ -17,9 +17,52 @@ init_scale (uniform(-s, s) for every weight, as Zaremba et al.; None keeps
 trax's defaults). Models never import gin: lm_trax/__init__.py registers them.
 """
 
+import numbers
+
 from trax import layers as tl
 
 from lm_trax import layers
+
+
+def _is_int(value):
+  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value):
+  return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+# What each hyperparameter may be: (test, description).
+_SIZE = (lambda v: _is_int(v) and v >= 1, 'a whole number >= 1')
+_RATE = (lambda v: _is_number(v) and 0 <= v < 1, 'a rate in [0, 1)')
+_NON_NEGATIVE = (lambda v: _is_number(v) and v >= 0, 'a number >= 0')
+_FLAG = (lambda v: isinstance(v, bool), 'True or False')
+_OPTIONAL = lambda rule: (lambda v: v is None or rule[0](v),
+                          f'None or {rule[1]}')
+_RULES = {
+    'vocab_size': _SIZE, 'd_model': _SIZE, 'n_layers': _SIZE,
+    'd_hidden': _SIZE, 'n_context': _SIZE, 'd_embed': _OPTIONAL(_SIZE),
+    'dropout': _RATE, 'input_dropout': _OPTIONAL(_RATE),
+    'hidden_dropout': _OPTIONAL(_RATE), 'output_dropout': _OPTIONAL(_RATE),
+    'embedding_dropout': _RATE, 'weight_dropout': _RATE,
+    'activation_reg': _NON_NEGATIVE, 'temporal_activation_reg': _NON_NEGATIVE,
+    'init_scale': _OPTIONAL((lambda v: _is_number(v) and v > 0,
+                             'a number > 0')),
+    'forget_bias': (_is_number, 'a number'),
+    'tie_weights': _FLAG, 'carry_state': _FLAG, 'variational': _FLAG,
+    'direct': _FLAG,
+    'mode': (lambda v: v in ('train', 'eval', 'predict'),
+             "'train', 'eval' or 'predict'"),
+}
+
+
+def check_hyperparameters(**values):
+  """Raises ValueError naming the first hyperparameter of a wrong type or out
+  of range, e.g. "d_model must be a whole number >= 1, got 'big'"."""
+  for name, value in values.items():
+    test, description = _RULES[name]
+    if not test(value):
+      raise ValueError(f'{name} must be {description}, got {value!r}')
 
 
 def _output_layers(vocab_size, tied, initializer):
@@ -41,8 +84,6 @@ def _dropout(rate, variational, mode):
   """tl.Dropout on (B, T, d), its mask shared over time if variational."""
   if not rate:
     return []
-  if not 0.0 <= rate < 1.0:
-    raise ValueError(f'dropout rates must be in [0, 1), got {rate}')
   return [tl.Dropout(rate=rate, shared_axes=[1] if variational else None,
                      mode=mode)]
 
@@ -59,8 +100,15 @@ def _recurrent_lm(cell, vocab_size, d_model, n_layers, dropout, tie_weights,
                   embedding_dropout, weight_dropout, activation_reg,
                   temporal_activation_reg):
   """Embedding -> n_layers x (Dropout, Recurrent) -> Dropout -> logits."""
-  if n_layers < 1:
-    raise ValueError(f'n_layers must be >= 1, got {n_layers}')
+  check_hyperparameters(
+      vocab_size=vocab_size, d_model=d_model, n_layers=n_layers,
+      dropout=dropout, tie_weights=tie_weights, carry_state=carry_state,
+      init_scale=init_scale, forget_bias=forget_bias, mode=mode,
+      d_embed=d_embed, variational=variational, input_dropout=input_dropout,
+      hidden_dropout=hidden_dropout, output_dropout=output_dropout,
+      embedding_dropout=embedding_dropout, weight_dropout=weight_dropout,
+      activation_reg=activation_reg,
+      temporal_activation_reg=temporal_activation_reg)
   d_embed = d_embed or d_model
   rate = lambda specific: dropout if specific is None else specific
   initializer = layers.default_initializer(init_scale)
@@ -211,8 +259,10 @@ def NPLM(vocab_size, d_model=60, d_hidden=200, n_context=4, n_layers=1,
   Returns:
     A layer mapping (B, T) int32 ids to (B, T, vocab_size) float32 logits.
   """
-  if n_layers < 1:
-    raise ValueError(f'n_layers must be >= 1, got {n_layers}')
+  check_hyperparameters(
+      vocab_size=vocab_size, d_model=d_model, d_hidden=d_hidden,
+      n_context=n_context, n_layers=n_layers, direct=direct, dropout=dropout,
+      carry_state=carry_state, init_scale=init_scale, mode=mode)
   initializer = layers.default_initializer(init_scale)
   if initializer is None:
     features = tl.Embedding(vocab_size, d_model)

@@ -58,7 +58,7 @@ from lm_trax import losses
 from lm_trax import parallel
 from lm_trax import schedules
 from lm_trax import vocab as vocab_lib
-from lm_trax.errors import UserError
+from lm_trax.errors import UserError, one_line
 
 TRAIN_COUNTER = 'train'  # Name of the training stream's position counter.
 BEST_CHECKPOINT = 'model_best'  # Basename of the best-validation checkpoint.
@@ -569,6 +569,16 @@ def sample_batch(batching, layout=None):
   return ids, ids, np.ones(shape, np.float32)
 
 
+def _check_model_settings(model):
+  """Builds the model once (no weights: cheap) before any data is read, so a
+  bad hyperparameter is a one-line error naming it."""
+  try:
+    model(vocab_size=2, mode='train')
+  except ValueError as e:  # models.check_hyperparameters
+    name = getattr(model, '__name__', 'the model')
+    raise UserError(f'{name}: {one_line(e)}; fix the gin binding') from None
+
+
 @gin.configurable(module='lm_trax')
 def train(output_dir,
           model=gin.REQUIRED,
@@ -622,7 +632,11 @@ def train(output_dir,
       raise UserError(f'train.{name} must be a whole number >= 1, got '
                       f'{value!r}; fix the gin binding')
   output_dir = pathlib.Path(output_dir).expanduser()
+  if output_dir.exists() and not output_dir.is_dir():
+    raise UserError(f'the run directory {output_dir} is a file; give '
+                    '--output_dir a directory (new, or a run to resume)')
   output_dir.mkdir(parents=True, exist_ok=True)
+  _check_model_settings(model)
   # trax seeds each layer's initialization from Python's `random` when the
   # layer is built, before the Loop seeds it: seed everything here.
   random.seed(seed)

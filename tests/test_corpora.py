@@ -36,6 +36,14 @@ def test_user_directory_and_single_file_corpora(tmp_path):
   assert corpora.Corpus(str(single), level='char').text('valid') == 'y' * 10
 
 
+def test_a_byte_order_mark_is_not_part_of_the_text(tmp_path):
+  (tmp_path / 'train.txt').write_bytes(b'\xef\xbb\xbfhello world\n')
+  (tmp_path / 'valid.txt').write_bytes(b'\xef\xbb\xbfworld hello\n')
+  corpus = corpora.Corpus(str(tmp_path))
+  assert corpus.text('train') == 'hello world\n'
+  assert corpus.text('valid').split()[0] == 'world'
+
+
 def test_empty_and_non_utf8_files_are_user_errors(tmp_path):
   (tmp_path / 'train.txt').write_text('  \n')
   with pytest.raises(UserError, match='empty'):

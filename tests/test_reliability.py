@@ -132,6 +132,12 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tiny_data_dir,
     ("Batching.batch_size = 'twenty'", 'Batching.batch_size must be a whole'),
     ('Batching.seq_len = 0', 'Batching.seq_len must be >= 1'),
     ('train.n_steps = 2.5', 'train.n_steps must be a whole number'),
+    ('LSTMLM.n_layers = 0', 'LSTMLM: n_layers must be a whole number >= 1'),
+    ('LSTMLM.dropout = 1.5', r'LSTMLM: dropout must be a rate in \[0, 1\)'),
+    ("LSTMLM.tie_weights = 'yes'", 'LSTMLM: tie_weights must be True or False'),
+    ('LSTMLM.d_embed = 0', 'LSTMLM: d_embed must be None or a whole number'),
+    ('LSTMLM.activation_reg = -1.0', 'activation_reg must be a number >= 0'),
+    ('train.nt_asgd_nonmono = 2.5', 'train.nt_asgd_nonmono must be a whole'),
 ])
 def test_values_of_the_wrong_type_are_one_line_errors(binding, message,
                                                       use_tiny_data, tmp_path):
@@ -257,11 +263,17 @@ BAD_INPUT = [
      'ptb is missing /nope/ptb/ptb.train.txt'),
     ([f'--gin_file={FILES[0]}', '--gin_bindings=train.n_steps = -1'],
      'train.n_steps must be a whole number >= 1'),
+    ([f'--gin_file={GIN}/tiny.gin'], 'the gin config names no model'),
+    ([f'--gin_file={FILES[0]}', "--gin_bindings=LSTMLM.d_model = 'big'"],
+     "LSTMLM: d_model must be a whole number >= 1, got 'big'"),
+    ([f'--gin_file={FILES[0]}', '--output_dir=a_file'],
+     'the run directory a_file is a file'),
 ]
 
 
 def test_train_py_reports_bad_input_in_one_line(tmp_path):
   run = tmp_path / 'run'
+  (tmp_path / 'a_file').write_text('not a run directory')
   argvs = []
   for flags, _ in BAD_INPUT:
     argv = ['train.py', f'--output_dir={run}',
