@@ -38,7 +38,7 @@ setuptools.setup(
     version='0.1.0',
     description='Neural language models in Trax: NPLM, RNN, GRU and LSTM LMs.',
     packages=['lm_trax'],
-    python_requires='>=3.11',  # jax 0.10 and numpy 2.4 need 3.11,
+    python_requires='>=3.11',  # jax 0.10 and numpy 2.4 need 3.11.
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     entry_points={
