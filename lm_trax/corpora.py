@@ -74,6 +74,27 @@ class Corpus:
                              split)
     return self._user_text(split)
 
+  def held_out_texts(self):
+    """The valid and (where there is one) test splits' texts, for the
+    character set of a char vocabulary (lm_trax.vocab.build)."""
+    if self.level != 'char':
+      return []
+    texts = [self.text('valid')]
+    if self.has_test_split():
+      texts.append(self.text('test'))
+    return texts
+
+  def has_test_split(self):
+    """Whether the corpus has a test split."""
+    if self.name.startswith('tfds:'):
+      return False  # Not every TFDS text dataset has one: not assumed.
+    if self.name == 'ptb':
+      return True
+    if self.name in KNOWN:
+      return False
+    path = pathlib.Path(self.name).expanduser()
+    return path.is_dir() and (path / 'test.txt').is_file()
+
   def _user_text(self, split):
     path = pathlib.Path(self.name).expanduser()
     if path.is_file():

@@ -46,7 +46,7 @@ class EvalResult:
   tokens: int
   loss: float  # Mean negative log-likelihood, nats per token.
   level: str
-  unknown: int = 0  # Words mapped to <unk> (word level).
+  unknown: int = 0  # Tokens mapped to <unk>.
 
   @property
   def ppl(self):
@@ -174,7 +174,7 @@ def evaluate_text(run, text, split, batch_size=None, progress=True):
   """Exact loss of a run over a split's text (see the module docstring)."""
   from lm_trax import data  # pylint: disable=g-import-not-at-top
   vocab, batching = run.vocab, run.batching()
-  unknown = vocab.count_unknown(text) if vocab.level == 'word' else 0
+  unknown = vocab.count_unknown(text)
   if batching.kind == 'lines':
     lines = data.split_lines(vocab, text)
     batch_size = batch_size or batching.batch_size
@@ -232,8 +232,8 @@ def main(argv=None):
                       args.data_dir, checkpoint=args.checkpoint)
     seconds = time.time() - started
     if result.unknown:
-      print(f'{result.unknown} words not in the vocabulary were scored as '
-            '<unk>', file=sys.stderr)
+      print(f'{result.unknown} {result.level}s not in the vocabulary were '
+            'scored as <unk>', file=sys.stderr)
     print(f'{result.tokens:,} tokens in {seconds:.1f} s '
           f'({result.tokens / seconds:,.0f} tokens/s including set-up)',
           file=sys.stderr)

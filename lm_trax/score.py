@@ -46,7 +46,7 @@ class LineScore:
 def _unknown_policy(vocab, skip_unknown):
   if skip_unknown:
     return 'skip'
-  return 'map' if vocab.level == 'word' else 'error'
+  return 'map' if vocab.unk_id is not None else 'error'
 
 
 def score_lines(run, lines, skip_unknown=False, batch_size=32):

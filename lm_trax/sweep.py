@@ -20,6 +20,7 @@ that vary (a parameter with one value is the same for all points):
 
   runs/my_sweep/
     sweep.json                      the sweep: gin files, bindings, grid
+                                    (and named points, see below)
     LSTMLM.d_model=200/
       (a run directory of train.py: checkpoint, config.gin, metrics.jsonl...)
       status.json                   running | finished | failed | interrupted,
@@ -28,6 +29,23 @@ that vary (a parameter with one value is the same for all points):
     ...
     results.csv, results.md         the table, one row per point
     curves.png                      validation perplexity of every point
+
+An ablation is not a product: a grid file whose top-level key is `points`
+lists named points instead, each with its own bindings (one value per
+param), applied after the optional `every_point` bindings shared by all:
+
+  every_point:
+    train.n_epochs: 6
+  points:
+    full: {}
+    no_variational: {LSTMLM.variational: false}
+    no_ar_tar: {LSTMLM.activation_reg: 0.0, LSTMLM.temporal_activation_reg: 0.0}
+
+Values follow the grid's rules (null is gin's None). The points train in file
+order, each in a run directory named after it (runs/my_sweep/no_ar_tar/);
+--sweep flags do not combine with a points file. Otherwise a points sweep
+runs, resumes and reports as a grid does; its table gives each point's name
+and own bindings.
 
 Rerunning the same command (or just `--output_dir runs/my_sweep`) skips the
 finished points, resumes interrupted ones from their checkpoints and retries
@@ -178,6 +196,22 @@ def _references_from_yaml(value):
   return value
 
 
+def _read_yaml(path, loader=_GridLoader):
+  """The data of a YAML grid file.
+
+  Raises:
+    UserError: if the file is missing or is not YAML.
+  """
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise UserError(f'grid file {path} does not exist; see gin/sweeps/')
+  try:
+    return yaml.load(path.read_text(encoding='utf-8'), Loader=loader)
+  except yaml.YAMLError as e:
+    raise UserError(f'grid file {path} is not valid YAML: '
+                    f'{_one_line(e)}') from e
+
+
 def load_grid_file(path):
   """Reads a YAML grid file of `Configurable.param: [values]` lines.
 
@@ -187,14 +221,7 @@ def load_grid_file(path):
   Raises:
     UserError: if the file is missing, is not YAML or is not such a mapping.
   """
-  path = pathlib.Path(path)
-  if not path.is_file():
-    raise UserError(f'grid file {path} does not exist; see gin/sweeps/')
-  try:
-    data = yaml.load(path.read_text(encoding='utf-8'), Loader=_GridLoader)
-  except yaml.YAMLError as e:
-    raise UserError(f'grid file {path} is not valid YAML: '
-                    f'{_one_line(e)}') from e
+  data = _read_yaml(path)
   if not isinstance(data, dict) or not data:
     raise UserError(f'grid file {path} must map gin parameters to lists, '
                     "e.g. 'LSTMLM.d_model: [200, 400]'")
@@ -219,6 +246,106 @@ def make_grid(grid_file=None, sweep_flags=()):
   if repeated:
     raise UserError(f'the grid sets {repeated[0]} more than once')
   return grid
+
+
+# Points files: named points instead of a product.
+
+_YAML_MERGE = 'tag:yaml.org,2002:merge'
+_POINTS_FILE_KEYS = ('every_point', 'points')
+_SWEEP_DIR_FILES = (SWEEP_FILE, 'results.csv', 'results.md', 'curves.png')
+
+
+class _PointsLoader(_GridLoader):
+  """_GridLoader that refuses a key repeated in one mapping.
+
+  PyYAML keeps the last of repeated keys, which would drop a point silently.
+  """
+
+  def construct_mapping(self, node, deep=False):
+    keys = [key.value for key, _ in node.value
+            if isinstance(key, yaml.ScalarNode) and key.tag != _YAML_MERGE]
+    repeated = [key for key, n in collections.Counter(keys).items() if n > 1]
+    if repeated:
+      raise yaml.constructor.ConstructorError(
+          None, None, f'{repeated[0]!r} appears twice in one mapping',
+          node.start_mark)
+    return super().construct_mapping(node, deep)
+
+
+def is_points_file(data):
+  """Whether a grid file's YAML data lists named points (`points: {...}`).
+
+  A `points` key with a list stays a grid's value list (of a %points macro).
+  """
+  return (isinstance(data, dict) and 'points' in data and
+          not isinstance(data['points'], list))
+
+
+def _one_value_bindings(bindings, source):
+  """(param, gin text) pairs of a YAML mapping of param -> one value.
+
+  An empty YAML entry (None) has no bindings.
+  """
+  if bindings is None:
+    return ()
+  if not isinstance(bindings, dict):
+    raise UserError(f'{source} must map gin parameters to one value each, '
+                    'e.g. {LSTMLM.variational: false}')
+  return tuple((str(param), repr(_references_from_yaml(value)))
+               for param, value in bindings.items())
+
+
+def _point_dir_name(name, source):
+  """A named point's run directory name: the name made file-safe.
+
+  Raises:
+    UserError: if that leaves no name, is too long or is a sweep's file.
+  """
+  safe = _file_safe(str(name))
+  if not safe.strip('.'):
+    raise UserError(f'{source}: the point name {name!r} is empty once made '
+                    "file-safe; use letters, digits and '._+-'")
+  if len(safe) > _MAX_NAME_LENGTH or safe in _SWEEP_DIR_FILES:
+    raise UserError(f'{source}: the point name {name!r} cannot name its run '
+                    f'directory (over {_MAX_NAME_LENGTH} characters, or a '
+                    'file of the sweep); rename it')
+  return safe
+
+
+def load_points_file(path):
+  """Reads a YAML points file: optional `every_point` bindings, then `points`.
+
+  Returns:
+    (every_point, named points): every_point's bindings as a grid of one
+    value per param; the named points as (run directory name, its own
+    (param, gin text) pairs) pairs, in file order.
+
+  Raises:
+    UserError: if the file has other top-level keys or no points, a point is
+      not a mapping of bindings, or point names are empty or repeated.
+  """
+  source = f'grid file {path}'
+  data = _read_yaml(path, _PointsLoader)
+  if not is_points_file(data):
+    raise UserError(f"{source} is not a points file (no top-level 'points')")
+  other = [key for key in data if key not in _POINTS_FILE_KEYS]
+  if other:
+    raise UserError(f'{source}: a points file has only every_point and '
+                    f'points, not {other[0]}; move it into every_point')
+  if not isinstance(data['points'], dict) or not data['points']:
+    raise UserError(f'{source}: points must map point names to their '
+                    "bindings, e.g. 'full: {}'")
+  every_point = _one_value_bindings(data.get('every_point'),
+                                    f'{source}: every_point')
+  named = [(_point_dir_name(name, source),
+            _one_value_bindings(bindings, f'{source}: point {name}'))
+           for name, bindings in data['points'].items()]
+  repeated = [n for n, count in collections.Counter(n for n, _ in named).items()
+              if count > 1]
+  if repeated:
+    raise UserError(f'{source}: two points are named {repeated[0]} once made '
+                    'file-safe; rename one')
+  return [(param, [value]) for param, value in every_point], named
 
 
 # Points.
@@ -291,6 +418,12 @@ def expand(grid):
           for name, a in zip(names, assignments)]
 
 
+def expand_named(grid, named_points):
+  """Named points: the grid's one value per param, then each point's own."""
+  every_point = tuple((param, values[0]) for param, values in grid)
+  return [Point(name, every_point + tuple(own)) for name, own in named_points]
+
+
 # The sweep and its directory.
 
 
@@ -302,23 +435,42 @@ class Sweep:
     gin_files: gin files, absolute paths, parsed first for every point.
     bindings: gin bindings applied next, the same for every point.
     grid: (param, gin value texts) pairs; each point's bindings come last.
+      In a points sweep, every_point's bindings, one value each.
+    named_points: None for a cartesian sweep; in a points sweep, (name,
+      (param, gin text) pairs) pairs: each point's own bindings, applied
+      after the grid's.
   """
   gin_files: list
   bindings: list
   grid: list
+  named_points: list = None
 
   def points(self):
-    return expand(self.grid)
+    if self.named_points is None:
+      return expand(self.grid)
+    return expand_named(self.grid, self.named_points)
+
+  def own_bindings(self, name):
+    """A named point's own bindings, as gin binding texts."""
+    return [f'{param} = {value}'
+            for param, value in dict(self.named_points)[name]]
 
   def to_json(self):
-    return json.dumps({'gin_files': self.gin_files, 'bindings': self.bindings,
-                       'grid': [[p, v] for p, v in self.grid]}, indent=2)
+    data = {'gin_files': self.gin_files, 'bindings': self.bindings,
+            'grid': [[p, v] for p, v in self.grid]}
+    if self.named_points is not None:  # Cartesian sweep.json keeps one format.
+      data['named_points'] = self.named_points
+    return json.dumps(data, indent=2)
 
   @classmethod
   def from_json(cls, text):
     data = json.loads(text)
+    named = data.get('named_points')  # Only points sweeps store it.
+    if named is not None:
+      named = [(name, tuple(tuple(pair) for pair in own))
+               for name, own in named]
     return cls(data['gin_files'], data['bindings'],
-               [(param, values) for param, values in data['grid']])
+               [(param, values) for param, values in data['grid']], named)
 
   @classmethod
   def load(cls, output_dir):
@@ -354,6 +506,22 @@ class Sweep:
       return
     output_dir.mkdir(parents=True, exist_ok=True)
     files.write_text_atomically(path, self.to_json() + '\n')
+
+
+def make_sweep(gin_files, bindings, grid_file=None, sweep_flags=()):
+  """The Sweep of a --grid file (a grid or a points file) and --sweep flags.
+
+  Raises:
+    UserError: if --sweep flags come with a points file, or the grid or the
+      points file is bad (see `make_grid` and `load_points_file`).
+  """
+  if grid_file and is_points_file(_read_yaml(grid_file)):
+    if sweep_flags:
+      raise UserError(f'--sweep cannot be combined with the points file '
+                      f'{grid_file}: add the values to it as points, or drop '
+                      '--sweep')
+    return Sweep(gin_files, bindings, *load_points_file(grid_file))
+  return Sweep(gin_files, bindings, make_grid(grid_file, sweep_flags))
 
 
 def read_status(point_dir):
@@ -633,13 +801,27 @@ CURVES_TITLES = {
 }
 
 
+def _csv_point_columns(sweep):
+  """results.csv's first columns: the name, then every grid param's value
+  (a named point's own bindings in a points sweep)."""
+  if sweep.named_points is not None:
+    return ['name', 'bindings']
+  return ['name'] + [param for param, _ in sweep.grid]
+
+
+def _csv_point_cells(sweep, row):
+  if sweep.named_points is not None:
+    return [row['name'], '; '.join(sweep.own_bindings(row['name']))]
+  return [row['name']] + [row['bindings'][param] for param, _ in sweep.grid]
+
+
 def write_csv(path, sweep, valid_kind, rows):
-  params = [param for param, _ in sweep.grid]
   with open(path, 'w', newline='', encoding='utf-8') as f:
     writer = csv.writer(f)
-    writer.writerow(['name'] + params + list(CSV_COLUMNS) + ['valid_from'])
+    writer.writerow(_csv_point_columns(sweep) + list(CSV_COLUMNS) +
+                    ['valid_from'])
     for row in rows:
-      writer.writerow([row['name']] + [row['bindings'][p] for p in params] +
+      writer.writerow(_csv_point_cells(sweep, row) +
                       ['' if row[c] is None else row[c] for c in CSV_COLUMNS]
                       + [valid_kind])
 
@@ -655,15 +837,38 @@ def _display_path(path):
     return str(path)
 
 
+def _shared_bindings(sweep):
+  """The bindings every point has: --gin_bindings, then one-value params
+  (all of every_point's in a points sweep)."""
+  varying = ([] if sweep.named_points is not None else
+             varying_params(sweep.grid))
+  return sweep.bindings + [f'{param} = {values[0]}' for param, values
+                           in sweep.grid if param not in varying]
+
+
+def _table_point_columns(sweep):
+  """results.md's first columns: the swept values, or in a points sweep the
+  point's name and its own bindings."""
+  if sweep.named_points is not None:
+    return ['point', 'bindings']
+  return varying_params(sweep.grid)
+
+
+def _table_point_cells(sweep, row):
+  if sweep.named_points is not None:
+    own = ', '.join(f'`{b}`' for b in sweep.own_bindings(row['name']))
+    return [row['name'], own or '-']
+  return [row['bindings'][param] for param in varying_params(sweep.grid)]
+
+
 def markdown_table(sweep, valid_kind, rows):
   """The results as Markdown: what was swept, the table, failed points."""
-  varying = varying_params(sweep.grid)
-  fixed = sweep.bindings + [f'{param} = {values[0]}' for param, values
-                            in sweep.grid if param not in varying]
+  fixed = _shared_bindings(sweep)
   gin_files = ' '.join(_display_path(path) for path in sweep.gin_files)
   with_fixed = ' with ' + ', '.join(f'`{b}`' for b in fixed) if fixed else ''
-  header = varying + ['best valid ppl', 'final valid ppl', 'final train loss',
-                       'steps', 'wall time', 'tokens/s', 'status']
+  header = _table_point_columns(sweep) + [
+      'best valid ppl', 'final valid ppl', 'final train loss', 'steps',
+      'wall time', 'tokens/s', 'status']
   lines = [
       f'{len(rows)} points, each `{gin_files}`{with_fixed}.',
       f'Validation perplexity: {VALID_KIND_NOTES[valid_kind]}.',
@@ -672,7 +877,7 @@ def markdown_table(sweep, valid_kind, rows):
       '|' + '---|' * len(header),
   ]
   for row in rows:
-    cells = [row['bindings'][param] for param in varying] + [
+    cells = _table_point_cells(sweep, row) + [
         _cell(row['best_valid_ppl'], '.2f'),
         _cell(row['final_valid_ppl'], '.2f'),
         _cell(row['final_train_loss'], '.4f'),
@@ -688,11 +893,14 @@ def markdown_table(sweep, valid_kind, rows):
   return '\n'.join(lines) + '\n'
 
 
-def curve_label(grid, point):
-  """'LSTMLM.d_model=200, LSTMLM.dropout=0.5': the point's swept values."""
+def curve_label(sweep, point):
+  """'LSTMLM.d_model=200, LSTMLM.dropout=0.5': the point's swept values, or
+  its name in a points sweep."""
+  if sweep.named_points is not None:
+    return point.name
   values = dict(point.assignments)
   return ', '.join(f'{param}={values[param]}'
-                   for param in varying_params(grid))
+                   for param in varying_params(sweep.grid))
 
 
 def write_report(output_dir):
@@ -717,7 +925,7 @@ def write_report(output_dir):
   table = markdown_table(sweep, valid_kind, rows)
   (output_dir / 'results.md').write_text(table, encoding='utf-8')
   written = ['results.csv', 'results.md']
-  curves = [(curve_label(sweep.grid, point), records)
+  curves = [(curve_label(sweep, point), records)
             for point, records in zip(points, records_per_point)
             if any(r['kind'] == valid_kind for r in records)]
   if curves:
@@ -744,7 +952,8 @@ def _parse_args(argv):
   parser.add_argument('--sweep', action='append', default=[],
                       help="a swept parameter, 'Configurable.param = [v1, v2]'"
                       ' (repeatable)')
-  parser.add_argument('--grid', help='a YAML grid file (gin/sweeps/*.yaml)')
+  parser.add_argument('--grid', help='a YAML grid or points file '
+                      '(gin/sweeps/*.yaml)')
   target = parser.add_mutually_exclusive_group(required=True)
   target.add_argument('--output_dir', help='the sweep directory')
   target.add_argument('--report', metavar='SWEEP_DIR',
@@ -767,8 +976,8 @@ def sweep_from_args(args):
   for path in args.gin_file:
     if not pathlib.Path(path).is_file():
       raise UserError(f'gin file {path} does not exist; see gin/ for configs')
-  return Sweep([str(pathlib.Path(p).resolve()) for p in args.gin_file],
-               list(args.gin_bindings), make_grid(args.grid, args.sweep))
+  return make_sweep([str(pathlib.Path(p).resolve()) for p in args.gin_file],
+                    list(args.gin_bindings), args.grid, args.sweep)
 
 
 def _run_one_point(output_dir, name):

@@ -509,9 +509,10 @@ def _print(message):
     print(message, flush=True)
 
 
-def prepare_vocab(output_dir, corpus, train_text, max_size=None):
+def prepare_vocab(output_dir, corpus, train_text, max_size=None, held_out=()):
   """The run's vocabulary: loaded from output_dir, or built and saved there."""
-  built = vocab_lib.build(train_text, corpus.level, max_size=max_size)
+  built = vocab_lib.build(train_text, corpus.level, max_size=max_size,
+                          held_out=held_out)
   path = pathlib.Path(output_dir) / vocab_lib.FILENAME
   if path.exists():
     saved = vocab_lib.Vocab.load(output_dir)
@@ -648,7 +649,8 @@ def train(output_dir,
   note = batching.check_devices(layout.n_devices)
   train_text = corpus.text('train')
   valid_text = corpus.text('valid')
-  vocab = prepare_vocab(output_dir, corpus, train_text, vocab_max_size)
+  vocab = prepare_vocab(output_dir, corpus, train_text, vocab_max_size,
+                        held_out=corpus.held_out_texts())
 
   steps_per_epoch = batching.steps_per_pass(vocab, train_text)
   if nt_asgd_nonmono is not None and (

@@ -7,9 +7,13 @@ masked out of the loss), then the reserved tokens, then the corpus tokens.
                frequency (ties alphabetical). A line "a b" -> [a, b, <eos>];
                a word not in the vocabulary -> <unk>. On PTB, whose text
                already holds <unk> and <eos>, V = 10,000 + 1.
-  char level:  0 <pad>, then every character of the train split, sorted.
-               A line ends with its '\n', which doubles as eos. Tiny
-               Shakespeare gives V = 65 + 1. Unknown characters are an error.
+  char level:  0 <pad>, then every character of the train split, sorted,
+               then <unk> if the held-out splits (valid, test) hold
+               characters the train split lacks: those map to it, and are
+               counted and reported like unknown words. A line ends with its
+               '\n', which doubles as eos. Tiny Shakespeare gives V = 65 + 1.
+               Characters outside the vocabulary and without an <unk> are an
+               error (or skipped, --skip_unknown).
 
 A vocabulary is saved as JSON (vocab.json) in the run's output directory, so
 evaluation and generation never need the corpus.
@@ -61,7 +65,7 @@ class Vocab:
   def split(self, text):
     """Splits text into tokens: words (+ <eos> per line) or characters."""
     if self.level == 'char':
-      return list(text)
+      return list(text)  # '<unk>' is never one of them: one id, not 5 chars.
     return [token for line in text.splitlines() for token in line.split() + [EOS]]
 
   def encode(self, text, unknown='map'):
@@ -127,7 +131,7 @@ class Vocab:
     return cls(data['level'], data['tokens'])
 
 
-def build(text, level, max_size=None, min_count=1):
+def build(text, level, max_size=None, min_count=1, held_out=()):
   """Builds a vocabulary from the train split's text.
 
   Args:
@@ -135,9 +139,14 @@ def build(text, level, max_size=None, min_count=1):
     level: 'word' or 'char'.
     max_size: keep at most this many corpus tokens (most frequent), word level.
     min_count: drop words seen fewer times than this, word level.
+    held_out: the other splits' texts, char level: if they hold a character
+      the train split lacks, the vocabulary ends with <unk> (see the module
+      docstring). Nothing else is taken from them.
   """
   if level == 'char':
-    return Vocab('char', [PAD] + sorted(set(text)))
+    chars = set(text)
+    unseen = any(set(other) - chars for other in held_out)
+    return Vocab('char', [PAD] + sorted(chars) + ([UNK] if unseen else []))
   counts = collections.Counter(
       token for line in text.splitlines() for token in line.split())
   counts.pop(UNK, None)

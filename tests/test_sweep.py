@@ -8,8 +8,10 @@ import signal
 import statistics
 import sys
 
+import gin
 import pytest
 
+from lm_trax import config
 from lm_trax import sweep
 from lm_trax import training
 from lm_trax.errors import UserError
@@ -397,3 +399,191 @@ def test_real_workers_train_each_point_in_its_own_process(use_tiny_data,
   assert sweep.read_status(bad)['status'] == 'failed'
   assert sweep.read_status(bad)['error'].startswith("unknown corpus 'missing'")
   assert (output_dir / 'results.csv').exists()
+
+
+# Points files: named points, e.g. an ablation.
+
+ABLATION = """\
+# Not a product: one technique removed per point.
+every_point:
+  train.n_epochs: 6
+  constant_lr.learning_rate: 1e-3
+points:
+  full: {}
+  no_variational: {LSTMLM.variational: false}
+  no_ar_tar: {LSTMLM.activation_reg: 0.0, LSTMLM.temporal_activation_reg: 0.0}
+  no nt-asgd:
+    train.nt_asgd_nonmono: null
+    train.optimizer: '@trax.optimizers.Adam'
+  longer: {train.n_epochs: 12}
+"""
+
+
+def test_a_points_file_gives_its_named_points_in_order(tmp_path):
+  points_file = tmp_path / 'ablation.yaml'
+  points_file.write_text(ABLATION)
+  points_sweep = sweep.make_sweep([PTB_LSTM], [], points_file)
+  points = points_sweep.points()
+  assert _names(points) == ['full', 'no_variational', 'no_ar_tar',
+                            'no_nt-asgd', 'longer']
+  every_point = ['train.n_epochs = 6', 'constant_lr.learning_rate = 0.001']
+  assert [p.bindings for p in points] == [
+      every_point,
+      every_point + ['LSTMLM.variational = False'],
+      every_point + ['LSTMLM.activation_reg = 0.0',
+                     'LSTMLM.temporal_activation_reg = 0.0'],
+      every_point + ['train.nt_asgd_nonmono = None',
+                     'train.optimizer = @trax.optimizers.Adam'],
+      every_point + ['train.n_epochs = 12'],
+  ]
+  assert points_sweep.own_bindings('full') == []
+  # A point's own bindings come last, so they win over every_point's.
+  digests = sweep.check_configs(points_sweep, points)
+  assert len(set(digests.values())) == 5
+  config.parse([PTB_LSTM], points[3].bindings)
+  assert gin.query_parameter('train.nt_asgd_nonmono') is None  # YAML null.
+  assert gin.query_parameter('train.n_epochs') == 6
+  config.parse([PTB_LSTM], points[4].bindings)
+  assert gin.query_parameter('train.n_epochs') == 12
+  assert sweep.Sweep.from_json(points_sweep.to_json()) == points_sweep
+
+
+def test_a_file_without_points_keeps_its_cartesian_meaning(tmp_path):
+  grid_file = tmp_path / 'grid.yaml'
+  grid_file.write_text('LSTMLM.d_model: [8, 16]\npoints: [1, 2]\n')
+  grid_sweep = sweep.make_sweep([PTB_LSTM], [], grid_file,
+                                ['train.seed = [1]'])
+  assert grid_sweep.named_points is None
+  assert _names(grid_sweep.points()) == [
+      'LSTMLM.d_model=8,points=1', 'LSTMLM.d_model=8,points=2',
+      'LSTMLM.d_model=16,points=1', 'LSTMLM.d_model=16,points=2']
+  assert 'named_points' not in json.loads(grid_sweep.to_json())
+
+
+@pytest.mark.parametrize('text, message', [
+    ('points:\n  full: {}\n  full: {LSTMLM.variational: false}\n',
+     "not valid YAML: 'full' appears twice in one mapping"),
+    ('points:\n  no x: {}\n  no_x: {}\n',
+     'two points are named no_x once made file-safe; rename one'),
+    ("points:\n  '': {}\n", "the point name '' is empty once made file-safe"),
+    ("points:\n  '@/': {}\n", "the point name '@/' is empty once made"),
+    ("points:\n  '..': {}\n", "the point name '..' is empty once made"),
+    ('points:\n  results.md: {}\n', 'cannot name its run directory'),
+    ('points:\n  full: [LSTMLM.variational]\n',
+     'point full must map gin parameters to one value each'),
+    ('points: {}\n', 'points must map point names to their bindings'),
+    ('points:\n  full: {}\ntrain.n_epochs: 6\n',
+     'a points file has only every_point and points, not train.n_epochs'),
+    ('every_point: [train.n_epochs]\npoints:\n  full: {}\n',
+     'every_point must map gin parameters'),
+])
+def test_bad_points_files_are_one_line_user_errors(tmp_path, text, message):
+  points_file = tmp_path / 'points.yaml'
+  points_file.write_text(text)
+  with pytest.raises(UserError, match=message) as raised:
+    sweep.make_sweep([PTB_LSTM], [], points_file)
+  assert '\n' not in str(raised.value)
+
+
+def test_sweep_flags_do_not_combine_with_a_points_file(tmp_path, capsys):
+  points_file = tmp_path / 'ablation.yaml'
+  points_file.write_text(ABLATION)
+  with pytest.raises(SystemExit) as exited:
+    sweep.main(_sweep_args(tmp_path / 'sweep', '--grid', str(points_file),
+                           '--sweep', 'train.seed = [1, 2]'))
+  assert exited.value.code == 2
+  error = capsys.readouterr().err
+  assert error.count('\n') == 1
+  assert (f'--sweep cannot be combined with the points file {points_file}: '
+          'add the values to it as points, or drop --sweep') in error
+  assert not (tmp_path / 'sweep').exists()
+
+
+def test_a_points_sweep_trains_each_point_reports_and_skips_them_after(
+    use_tiny_data, tmp_path, monkeypatch, capsys):
+  points_file = tmp_path / 'points.yaml'
+  points_file.write_text('every_point: {train.n_steps: 2}\npoints:\n'
+                         '  narrow: {LSTMLM.d_model: 8}\n  full: {}\n')
+  output_dir = tmp_path / 'sweep'
+  args = _sweep_args(output_dir, '--grid', str(points_file))
+  real_train = training.train
+  trained = []
+  monkeypatch.setattr(training, 'train', lambda output_dir: (
+      trained.append(pathlib.Path(output_dir).name) or
+      real_train(output_dir=output_dir)))
+  sweep.main(args)
+  assert trained == ['narrow', 'full']
+  assert '0 finished, 2 to run' in capsys.readouterr().out
+  points = sweep.Sweep.load(output_dir).points()
+  assert _statuses(output_dir, points) == ['finished', 'finished']
+
+  with open(output_dir / 'results.csv', newline='') as f:
+    rows = list(csv.DictReader(f))
+  assert [(row['name'], row['bindings']) for row in rows] == [
+      ('narrow', 'LSTMLM.d_model = 8'), ('full', '')]
+  table = (output_dir / 'results.md').read_text()
+  assert '`train.n_steps = 2`.' in table.split('\n')[0]
+  assert '| point | bindings | best valid ppl |' in table
+  assert '| narrow | `LSTMLM.d_model = 8` |' in table
+  assert '| full | - |' in table
+  assert (output_dir / 'curves.png').read_bytes().startswith(PNG_SIGNATURE)
+
+  # Rerun: both finished, nothing trains; --report rewrites the same table.
+  trained.clear()
+  sweep.main(args)
+  assert trained == []
+  assert '2 finished, 0 to run' in capsys.readouterr().out
+  (output_dir / 'results.md').unlink()
+  sweep.main(['--report', str(output_dir)])
+  assert (output_dir / 'results.md').read_text() == table
+
+  # Another set of points is another sweep.
+  points_file.write_text('every_point: {train.n_steps: 2}\npoints:\n'
+                         '  narrow: {LSTMLM.d_model: 16}\n  full: {}\n')
+  with pytest.raises(SystemExit):
+    sweep.main(args)
+  assert 'holds another sweep (its sweep.json has other named_points)' in (
+      capsys.readouterr().err)
+
+
+def test_a_sweep_json_from_before_points_files_still_loads(tmp_path):
+  (tmp_path / sweep.SWEEP_FILE).write_text(json.dumps({
+      'gin_files': [PTB_LSTM], 'bindings': ['train.seed = 1'],
+      'grid': [['LSTMLM.d_model', ['8', '16']]]}, indent=2) + '\n')
+  stored = sweep.Sweep.load(tmp_path)
+  assert stored.named_points is None
+  assert _names(stored.points()) == ['LSTMLM.d_model=8', 'LSTMLM.d_model=16']
+  same = sweep.make_sweep([PTB_LSTM], ['train.seed = 1'],
+                          sweep_flags=['LSTMLM.d_model = [8, 16]'])
+  assert same == stored
+  same.save(tmp_path)  # The same sweep: accepted, the file left as it was.
+  assert json.loads(same.to_json()) == json.loads(
+      (tmp_path / sweep.SWEEP_FILE).read_text())
+  assert sweep.write_report(tmp_path)[1]['status'] == 'pending'
+
+
+def test_the_shipped_ablation_parses_with_its_config():
+  ablation = sweep.make_sweep(
+      [str(GIN_DIR / 'ptb_lstm_tied.gin')], [],
+      GIN_DIR / 'sweeps' / 'ptb_lstm_tied_ablation.yaml')
+  points = ablation.points()
+  assert _names(points) == [
+      'full', 'no_tying', 'no_variational', 'no_embedding_dropout',
+      'no_weight_dropout', 'no_ar_tar', 'no_weight_decay', 'no_nt_asgd',
+      'no_dropout']
+  assert all(p.bindings[0] == 'train.n_epochs = 6' for p in points)
+  assert points[7].bindings[1:] == ['train.nt_asgd_nonmono = None']
+  assert len(set(sweep.check_configs(ablation, points).values())) == 9
+
+
+def test_the_shipped_gru_grid_parses_with_its_config():
+  grid_sweep = sweep.make_sweep(
+      [str(GIN_DIR / 'ptb_gru.gin')], [],
+      GIN_DIR / 'sweeps' / 'ptb_gru_lr_clip.yaml')
+  points = grid_sweep.points()
+  assert len(points) == 8 and grid_sweep.named_points is None
+  assert sweep.varying_params(grid_sweep.grid) == [
+      'epoch_decay.learning_rate', 'trax.optimizers.SGD.clip_grad_norm',
+      'epoch_decay.constant_epochs']
+  assert all(p.bindings[-1] == 'train.n_epochs = 6' for p in points)
+  assert len(set(sweep.check_configs(grid_sweep, points).values())) == 8

@@ -137,3 +137,19 @@ def test_real_ptb_lstm_trains_30_steps_and_resumes_to_40(real_data_dir,
   assert vocab_lib.Vocab.load(tmp_path).size == 10001
   resumed = _train(files, fast + ['train.n_steps = 40'], tmp_path)
   assert resumed.step == 40
+
+
+def test_a_users_text_file_trains_at_the_configs_level_despite_new_characters(
+    tmp_path):
+  # The last 10% (valid) holds 'Z' and ';', which the first 90% lacks.
+  text = 'to be or not to be\n' * 60 + 'Zoe; to be\n' * 4
+  corpus_file = tmp_path / 'mine.txt'
+  corpus_file.write_text(text)
+  loop = _train([str(GIN_DIR / 'shakespeare_char.gin'), TINY],
+                [f"Corpus.name = '{corpus_file}'"], tmp_path / 'run')
+  vocab = vocab_lib.Vocab.load(tmp_path / 'run')
+  assert vocab.level == 'char' and vocab.tokens[-1] == '<unk>'
+  assert loop.step == 2
+  from lm_trax import evaluate  # pylint: disable=g-import-not-at-top
+  result = evaluate.evaluate(tmp_path / 'run', 'valid', progress=False)
+  assert result.unknown == 8 and np.isfinite(result.loss)

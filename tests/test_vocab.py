@@ -56,3 +56,14 @@ def test_max_size_keeps_the_most_frequent_words():
 def test_missing_vocab_file_is_a_user_error(tmp_path):
   with pytest.raises(UserError, match='vocab.json'):
     vocab_lib.Vocab.load(tmp_path)
+
+
+def test_unseen_held_out_characters_get_an_unknown_id():
+  vocab = vocab_lib.build('abc\n', 'char', held_out=['abz\n', 'q'])
+  assert vocab.tokens == ['<pad>', '\n', 'a', 'b', 'c', '<unk>']
+  ids = vocab.encode('azq', unknown='map')
+  assert list(ids) == [vocab.ids['a'], vocab.unk_id, vocab.unk_id]
+  assert vocab.count_unknown('azq') == 2
+  # Held-out text with no new character leaves the vocabulary as it was.
+  assert vocab_lib.build('abc\n', 'char', held_out=['cab\n']).tokens == [
+      '<pad>', '\n', 'a', 'b', 'c']
