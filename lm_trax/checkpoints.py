@@ -166,8 +166,51 @@ def _prune(base):
       shutil.rmtree(entry, ignore_errors=True)
 
 
+def parse_choice(text):
+  """'latest', 'best', or a step number (an int, or its digits) -> LATEST,
+  BEST or the int; anything else is a ValueError."""
+  if text in (LATEST, BEST):
+    return text
+  if isinstance(text, int) and not isinstance(text, bool) and text >= 0:
+    return text
+  if isinstance(text, str) and text.isdigit():
+    return int(text)
+  raise ValueError(f"a checkpoint is 'latest', 'best' or a step number, got "
+                   f'{text!r}')
+
+
+def saved_steps(output_dir):
+  """The steps of the checkpoint directories kept in a run, ascending."""
+  base = root(output_dir)
+  if not base.is_dir():
+    return []
+  return sorted({int(m.group(2)) for m in (_STEP_DIR.match(d.name)
+                                           for d in base.iterdir()) if m})
+
+
+def describe(output_dir):
+  """What a run has to load, e.g. 'latest (step 40), best (step 30), steps
+  20, 30, 40', for error messages."""
+  parts = []
+  for kind in (LATEST, BEST):
+    directory = pointed(output_dir, kind)
+    if directory is not None:
+      parts.append(f'{kind} (step {int(_STEP_DIR.match(directory.name).group(2))})')
+  steps = saved_steps(output_dir)
+  if steps:
+    parts.append('steps ' + ', '.join(str(s) for s in steps))
+  return ', '.join(parts) or 'no checkpoint'
+
+
 def model_file(output_dir, kind=LATEST):
-  """Path of the model.pkl.gz to load for evaluation (or None)."""
+  """Path of the model.pkl.gz to load for evaluation (or None): kind is
+  LATEST, BEST or a step number (a kept step-* or best-* directory)."""
+  if not isinstance(kind, str):
+    for prefix in ('step', 'best'):
+      directory = root(output_dir) / f'{prefix}-{kind:08d}'
+      if directory.is_dir():
+        return directory / 'model.pkl.gz'
+    return None
   directory = pointed(output_dir, kind)
   if directory is None and kind == LATEST:
     directories = candidates(output_dir)

@@ -221,9 +221,8 @@ def main(argv=None):
                       help='data directory (default: the run\'s corpus '
                       'settings, LM_TRAX_DATA_DIR)')
   parser.add_argument('--checkpoint', default='latest',
-                      choices=('latest', 'best'),
-                      help='the latest checkpoint, or the one with the best '
-                      'exact validation loss during training')
+                      help="'latest', 'best' (the best exact validation loss "
+                      'during training) or a step number')
   parser.add_argument('--verbose', action='store_true')
   args = parser.parse_args(argv)
   try:

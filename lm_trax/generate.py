@@ -406,9 +406,8 @@ def main(argv=None):
   parser.add_argument('--num_samples', type=int, default=1,
                       help='samples to draw, in parallel (one batch)')
   parser.add_argument('--checkpoint', default='latest',
-                      choices=('latest', 'best'),
-                      help='the latest checkpoint, or the one with the best '
-                      'exact validation loss during training')
+                      help="'latest', 'best' (the best exact validation loss "
+                      'during training) or a step number')
   parser.add_argument('--seed', type=int, default=None,
                       help='PRNG seed (default: a random one, logged)')
   parser.add_argument('--stop_at_eos', action='store_true',

@@ -27,15 +27,22 @@ class Run:
   """
 
   def __init__(self, output_dir, checkpoint=checkpoints.LATEST):
-    """Opens output_dir; checkpoint is checkpoints.LATEST or .BEST."""
+    """Opens output_dir; checkpoint is 'latest', 'best' or a step number."""
     self.output_dir = pathlib.Path(output_dir).expanduser()
     if not self.output_dir.is_dir():
       raise UserError(f'run directory {self.output_dir} does not exist; '
                       'train one first: python train.py --gin_file=...')
+    try:
+      checkpoint = checkpoints.parse_choice(checkpoint)
+    except ValueError as e:
+      raise UserError(f'{e}; {self.output_dir} has '
+                      f'{checkpoints.describe(self.output_dir)}') from None
     self.checkpoint = checkpoints.model_file(self.output_dir, checkpoint)
     if self.checkpoint is None:
-      raise UserError(f'{self.output_dir} has no {checkpoint} checkpoint: is '
-                      'it a run directory of train.py that saved one?')
+      what = (f'checkpoint at step {checkpoint}'
+              if isinstance(checkpoint, int) else f'{checkpoint} checkpoint')
+      raise UserError(f'{self.output_dir} has no {what}; it has '
+                      f'{checkpoints.describe(self.output_dir)}')
     if not (self.output_dir / 'config.gin').is_file():
       raise UserError(f'{self.output_dir}/config.gin is missing: '
                       f'{self.output_dir} is not a run directory of train.py')

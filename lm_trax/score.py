@@ -1,6 +1,7 @@
 """Score text with a trained run: per-line log-probabilities, next tokens.
 
   python -m lm_trax.score --output_dir RUN [FILE|-] [--json] [--skip_unknown]
+                          [--checkpoint latest|best|STEP]
   python -m lm_trax.score --output_dir RUN --next "the stock market" --top_k 5
 
 Each input line is scored on its own, from a fresh state primed with the
@@ -62,6 +63,9 @@ def score_lines(run, lines, skip_unknown=False, batch_size=32):
   Returns:
     A list of LineScore, one per line.
   """
+  if isinstance(lines, str):
+    raise UserError('score_lines takes a list of lines, got one string; '
+                    'pass [text] (or text.splitlines())')
   vocab = run.vocab
   policy = _unknown_policy(vocab, skip_unknown)
   encoded, unknowns = [], []
@@ -123,6 +127,9 @@ def main(argv=None):
   parser.add_argument('--next', default=None, metavar='PROMPT',
                       help='print the most likely next tokens after PROMPT')
   parser.add_argument('--top_k', type=int, default=5)
+  parser.add_argument('--checkpoint', default='latest',
+                      help="'latest', 'best' (the best exact validation loss "
+                      'during training) or a step number')
   parser.add_argument('--json', action='store_true', help='JSON lines output')
   parser.add_argument('--skip_unknown', action='store_true',
                       help='drop tokens outside the vocabulary')
@@ -130,7 +137,7 @@ def main(argv=None):
   args = parser.parse_args(argv)
   try:
     from lm_trax import run_dir  # pylint: disable=g-import-not-at-top
-    run = run_dir.Run(args.output_dir)
+    run = run_dir.Run(args.output_dir, args.checkpoint)
     if args.next is not None:
       for token, prob in next_tokens(run, args.next, args.top_k,
                                      args.skip_unknown):

@@ -162,3 +162,23 @@ def test_the_best_checkpoint_scores_the_best_logged_validation_loss(word_run):
   assert best.loss == pytest.approx(min(valid), abs=1e-4)
   latest = evaluate.evaluate(word_run, 'valid', progress=False)
   assert latest.loss == pytest.approx(valid[-1], abs=1e-4)
+
+
+def test_a_checkpoint_is_chosen_by_step_and_a_missing_one_lists_the_others(
+    word_run):
+  from lm_trax import checkpoints  # pylint: disable=g-import-not-at-top
+  steps = checkpoints.saved_steps(word_run)
+  assert steps
+  run = run_dir.Run(word_run, steps[-1])
+  assert run.checkpoint.parent.name.endswith(f'{steps[-1]:08d}')
+  assert run_dir.Run(word_run, str(steps[-1])).checkpoint == run.checkpoint
+  with pytest.raises(UserError, match=r'has no checkpoint at step 99999; it '
+                     r'has latest \(step \d+\)'):
+    run_dir.Run(word_run, 99999)
+  with pytest.raises(UserError, match="'latest', 'best' or a step number"):
+    run_dir.Run(word_run, 'newest')
+
+
+def test_scoring_one_string_instead_of_lines_is_a_clear_error(word_run):
+  with pytest.raises(UserError, match='a list of lines, got one string'):
+    score.score_lines(run_dir.Run(word_run), 'the cat sees the ball')
