@@ -1,6 +1,12 @@
 """lm_trax: neural language models (NPLM, RNN, GRU, LSTM) in Trax/JAX."""
 
+import pathlib
+import re
+
 import setuptools
+
+VERSION = re.search(r"__version__ = '([^']+)'", (
+    pathlib.Path(__file__).parent / 'lm_trax' / '__init__.py').read_text()).group(1)
 
 # Versions tested together on CPU (Python 3.11, Linux x86_64): trax 1.4.1,
 # jax/jaxlib 0.10.2, tensorflow 2.21.0, tensorflow-datasets 4.9.10,
@@ -35,7 +41,7 @@ EXTRAS_REQUIRE = {
 
 setuptools.setup(
     name='lm_trax',
-    version='0.1.0',
+    version=VERSION,
     description='Neural language models in Trax: NPLM, RNN, GRU and LSTM LMs.',
     packages=['lm_trax'],
     python_requires='>=3.11',  # jax 0.10 and numpy 2.4 need 3.11.

@@ -8,7 +8,11 @@ Data flow, one module per arrow:
 
 Importing lm_trax applies the fixes trax 1.4.1 needs on current JAX (compat)
 and registers everything configurable with gin, here and only here.
+
+A trained run from Python: lm = lm_trax.load('runs/ptb_lstm') (lm_trax.api).
 """
+
+__version__ = '0.2.0'
 
 from lm_trax import compat
 from lm_trax import compilation_cache
@@ -43,3 +47,5 @@ for _model in (models.NPLM, models.LSTMLM, models.GRULM, models.RNNLM):
   gin.external_configurable(_model, module='lm_trax')
 # SGD with weight decay: bind it fully qualified (@lm_trax.SGD), as trax's is.
 gin.external_configurable(optimizers.SGD, module='lm_trax')
+
+from lm_trax.api import LanguageModel, load  # The Python API.

@@ -6,10 +6,13 @@ works from any working directory.
 """
 
 import contextlib
+import functools
+import inspect
 import pathlib
 
 from absl import logging
 import gin
+from gin import config as gin_config
 
 from lm_trax.errors import UserError
 
@@ -31,6 +34,59 @@ def parse(gin_files=(), bindings=()):
       gin.parse_config_files_and_bindings(list(gin_files), list(bindings))
   except (ValueError, SyntaxError, KeyError, TypeError, IOError) as e:
     raise UserError(f'bad gin config: {_one_line(e)}') from e
+
+
+@contextlib.contextmanager
+def isolated():
+  """Runs a block with gin's global configuration saved, then restored.
+
+  gin keeps one process-wide configuration; opening a run directory parses
+  the run's config.gin into it. Inside this block that leaves the caller's
+  configuration (and any other loaded run) untouched. gin has no public way
+  to save it: these are gin-config 0.5.0's module-level tables (bindings,
+  the operative record, imports, singletons, search paths, the lock).
+  """
+  g = gin_config  # pylint: disable=protected-access
+  saved = ({key: dict(value) for key, value in g._CONFIG.items()},
+           {key: dict(value) for key, value in g._OPERATIVE_CONFIG.items()},
+           set(g._IMPORTS), dict(g._SINGLETONS), list(g._LOCATION_PREFIXES),
+           g._CONFIG_IS_LOCKED)
+  try:
+    yield
+  finally:
+    config, operative, imports, singletons, prefixes, locked = saved
+    g._CONFIG.clear()
+    g._CONFIG.update(config)
+    with g._OPERATIVE_CONFIG_LOCK:
+      g._OPERATIVE_CONFIG.clear()
+      g._OPERATIVE_CONFIG.update(operative)
+    g._IMPORTS.clear()
+    g._IMPORTS.update(imports)
+    g._SINGLETONS.clear()
+    g._SINGLETONS.update(singletons)
+    g._LOCATION_PREFIXES[:] = prefixes
+    g._set_config_is_locked(locked)
+
+
+def settings(configurable):
+  """Every parameter of a gin-configurable class or function as the current
+  configuration sets it: its binding, else its default. Passing all of them
+  explicitly makes a call independent of later gin state."""
+  signature = inspect.signature(getattr(configurable, '__wrapped__',
+                                        configurable))
+  values = {name: p.default for name, p in signature.parameters.items()
+            if p.default is not inspect.Parameter.empty}
+  values.update(gin.get_bindings(configurable))
+  return values
+
+
+def bound_model(selector='train.model'):
+  """The model function a parameter refers to (e.g. @LSTMLM), with every
+  bound hyperparameter applied, as a plain function that no longer reads gin:
+  model_fn(vocab_size=..., mode=..., ...) -> a trax layer."""
+  reference = gin.query_parameter(selector)
+  bindings = gin.get_bindings(reference.scoped_selector)
+  return functools.partial(reference.configurable.wrapped, **bindings)
 
 
 def check_trainable():

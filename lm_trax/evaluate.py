@@ -199,12 +199,11 @@ def evaluate(output_dir, split='valid', batch_size=None, data_dir=None,
              progress=True, checkpoint='latest'):
   """Exact perplexity of the run in output_dir over a split of its corpus,
   with its latest checkpoint or the best one on exact validation."""
-  from lm_trax import corpora  # pylint: disable=g-import-not-at-top
   from lm_trax import run_dir  # pylint: disable=g-import-not-at-top
   if batch_size is not None and batch_size < 1:
     raise UserError(f'--batch_size must be >= 1, got {batch_size}')
   run = run_dir.Run(output_dir, checkpoint)
-  corpus = corpora.Corpus(data_dir=data_dir) if data_dir else corpora.Corpus()
+  corpus = run.corpus(data_dir)
   return evaluate_text(run, corpus.text(split), split, batch_size, progress)
 
 

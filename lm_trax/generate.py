@@ -262,9 +262,7 @@ def encode_prompt(vocab, prompt):
   tokens = vocab.split(prompt)
   if not prompt.endswith('\n') and tokens:
     tokens = tokens[:-1]  # vocab.split ends every line with <eos>.
-  tokens = [t if t in vocab.ids or t.lower() not in vocab.ids else t.lower()
-            for t in tokens]
-  unknown = [t for t in tokens if t not in vocab.ids]
+  unknown = [t for t in tokens if not vocab.knows(t)]
   return vocab.encode_tokens(tokens, unknown='map'), unknown
 
 

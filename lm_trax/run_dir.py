@@ -8,7 +8,6 @@ the trained model.
 
 import pathlib
 
-import gin
 import jax
 import numpy as np
 from trax import shapes
@@ -22,8 +21,10 @@ from lm_trax.errors import UserError
 class Run:
   """A trained run: its vocabulary, config and a way to build its model.
 
-  Opening a run parses its config.gin into gin (replacing the current config),
-  so gin-configured objects (Corpus, Batching) read the run's settings.
+  Opening a run reads its config.gin once and keeps what it sets (the model
+  function with its hyperparameters, the corpus and the batching) as plain
+  values: the process's gin configuration is left as it was, and several
+  runs can be open side by side.
   """
 
   def __init__(self, output_dir, checkpoint=checkpoints.LATEST):
@@ -47,12 +48,26 @@ class Run:
       raise UserError(f'{self.output_dir}/config.gin is missing: '
                       f'{self.output_dir} is not a run directory of train.py')
     self.vocab = vocab_lib.Vocab.load(self.output_dir)
-    config.parse([str(self.output_dir / 'config.gin')])
-    self._model_fn = gin.query_parameter('train.model').scoped_configurable_fn
+    from lm_trax import corpora  # pylint: disable=g-import-not-at-top
+    from lm_trax import data  # pylint: disable=g-import-not-at-top
+    with config.isolated():
+      config.parse([str(self.output_dir / 'config.gin')])
+      self._model_fn = config.bound_model('train.model')
+      self._batching_settings = config.settings(data.Batching)
+      self._corpus_settings = config.settings(corpora.Corpus)
 
   def batching(self):
+    """The run's Batching."""
     from lm_trax import data  # pylint: disable=g-import-not-at-top
-    return data.Batching()
+    return data.Batching(**self._batching_settings)
+
+  def corpus(self, data_dir=None):
+    """The run's Corpus, read from data_dir if given."""
+    from lm_trax import corpora  # pylint: disable=g-import-not-at-top
+    settings = dict(self._corpus_settings)
+    if data_dir:
+      settings['data_dir'] = data_dir
+    return corpora.Corpus(**settings)
 
   def model(self, mode='eval', batch_size=1, seq_len=1, carry_state=True):
     """The trained model, weights loaded, for inputs (batch_size, seq_len).

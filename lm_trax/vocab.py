@@ -5,7 +5,9 @@ masked out of the loss), then the reserved tokens, then the corpus tokens.
 
   word level:  0 <pad>, 1 <unk>, 2 <eos>, then words by descending train-split
                frequency (ties alphabetical). A line "a b" -> [a, b, <eos>];
-               a word not in the vocabulary -> <unk>. On PTB, whose text
+               a word not in the vocabulary is read as its lowercase form if
+               that is in it (PTB is lowercase: "The" -> "the"), else as
+               <unk>. Every command reads text this way. On PTB, whose text
                already holds <unk> and <eos>, V = 10,000 + 1.
   char level:  0 <pad>, then every character of the train split, sorted,
                then <unk> if the held-out splits (valid, test) hold
@@ -79,7 +81,21 @@ class Vocab:
     """
     return self.encode_tokens(self.split(text), unknown=unknown)
 
+  def _known(self, token):
+    """The vocabulary's form of a token (see the module docstring), or None."""
+    if token in self.ids:
+      return token
+    if self.level == 'word' and token.lower() in self.ids:
+      return token.lower()
+    return None
+
+  def knows(self, token):
+    """Whether a token is read as itself or its lowercase form, not <unk>."""
+    return self._known(token) is not None
+
   def encode_tokens(self, tokens, unknown='map'):
+    if self.level == 'word':
+      tokens = [self._known(t) or t for t in tokens]
     ids = self.ids
     if all(token in ids for token in tokens):
       return np.fromiter((ids[t] for t in tokens), np.int32, len(tokens))
@@ -97,7 +113,7 @@ class Vocab:
 
   def count_unknown(self, text):
     """Number of tokens of `text` outside the vocabulary."""
-    return sum(1 for t in self.split(text) if t not in self.ids)
+    return sum(1 for t in self.split(text) if self._known(t) is None)
 
   # Ids -> text ----------------------------------------------------------------
 

@@ -182,3 +182,20 @@ def test_a_checkpoint_is_chosen_by_step_and_a_missing_one_lists_the_others(
 def test_scoring_one_string_instead_of_lines_is_a_clear_error(word_run):
   with pytest.raises(UserError, match='a list of lines, got one string'):
     score.score_lines(run_dir.Run(word_run), 'the cat sees the ball')
+
+
+def test_two_runs_open_side_by_side_and_leave_gin_as_it_was(
+    word_run, train_tiny_run):
+  import gin  # pylint: disable=g-import-not-at-top
+  gru_run = train_tiny_run('ptb_gru.gin', ADAM_6_STEPS)
+  gin.clear_config()
+  gin.bind_parameter('LSTMLM.d_model', 99)  # The caller's own configuration.
+  before = gin.config_str()
+  lines = ['the cat sees the ball', 'a dog likes the tree']
+  first = run_dir.Run(word_run)
+  scores = [s.logprob for s in score.score_lines(first, lines)]
+  second = run_dir.Run(gru_run)
+  assert [s.logprob for s in score.score_lines(second, lines)] != scores
+  assert [s.logprob for s in score.score_lines(first, lines)] == scores
+  assert gin.config_str() == before
+  assert gin.query_parameter('LSTMLM.d_model') == 99

@@ -67,3 +67,11 @@ def test_unseen_held_out_characters_get_an_unknown_id():
   # Held-out text with no new character leaves the vocabulary as it was.
   assert vocab_lib.build('abc\n', 'char', held_out=['cab\n']).tokens == [
       '<pad>', '\n', 'a', 'b', 'c']
+
+
+def test_a_capitalized_word_is_read_as_its_lowercase_form_everywhere():
+  vocab = vocab_lib.build('the stock fell\n', 'word')
+  assert list(vocab.encode('The Stock rose')) == [
+      vocab.ids['the'], vocab.ids['stock'], vocab.unk_id, vocab.eos_id]
+  assert vocab.count_unknown('The Stock rose') == 1
+  assert vocab.knows('The') and not vocab.knows('rose')

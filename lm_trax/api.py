@@ -1,0 +1,119 @@
+"""A trained run as a Python object: `lm_trax.load`.
+
+  import lm_trax
+  lm = lm_trax.load('runs/ptb_lstm', checkpoint='best')  # or 'latest', a step
+  lm.perplexity(split='test').ppl          # exact, as python -m lm_trax.evaluate
+  lm.perplexity(text='the cat sat on the mat\n')
+  lm.score(['the company said', 'said the company'])   # one LineScore per line
+  lm.next_tokens('the stock', k=5)         # [(token, probability)]
+  lm.generate('the stock market', length=40, temperature=0.8, seed=1,
+              num_samples=2)               # [text]
+  lm.encode(text), lm.decode(ids), lm.vocab
+
+Each method runs the same function as the command of the same job
+(lm_trax.evaluate, lm_trax.score, lm_trax.generate), so the API and the
+commands give the same numbers. A loaded model keeps its own configuration:
+loading leaves the process's gin configuration alone, and several models can
+be used side by side.
+"""
+
+from lm_trax import checkpoints
+from lm_trax import evaluate as evaluate_lib
+from lm_trax import generate as generate_lib
+from lm_trax import run_dir
+from lm_trax import score as score_lib
+from lm_trax.errors import UserError
+
+
+def load(output_dir, checkpoint=checkpoints.LATEST):
+  """Opens a run directory of train.py.
+
+  Args:
+    output_dir: the run directory.
+    checkpoint: 'latest', 'best' (best exact validation loss) or a step.
+
+  Returns:
+    A LanguageModel.
+
+  Raises:
+    UserError: if the directory, or the checkpoint, does not exist (the
+      message lists the checkpoints there are).
+  """
+  return LanguageModel(run_dir.Run(output_dir, checkpoint))
+
+
+class LanguageModel:
+  """A trained language model (see the module docstring).
+
+  Attributes:
+    vocab: its lm_trax.vocab.Vocab.
+    run: the lm_trax.run_dir.Run it was loaded from.
+  """
+
+  def __init__(self, run):
+    self.run = run
+    self.vocab = run.vocab
+
+  def __repr__(self):
+    return (f'LanguageModel({str(self.run.output_dir)!r}, checkpoint='
+            f'{self.run.checkpoint.parent.name!r}, {self.vocab.level} level, '
+            f'{self.vocab.size} ids)')
+
+  def perplexity(self, split=None, text=None, batch_size=None, data_dir=None):
+    """Exact perplexity of a split of the run's corpus, or of a text.
+
+    Args:
+      split: 'train', 'valid' or 'test'.
+      text: a string to score instead, as one stream (lines end in '\\n').
+      batch_size: windows per compiled call (the result does not depend on
+        it beyond float rounding).
+      data_dir: where the corpus is (default: the run's settings).
+
+    Returns:
+      An lm_trax.evaluate.EvalResult: .loss (nats/token), .ppl, .bpc,
+      .tokens, .unknown.
+    """
+    if (split is None) == (text is None):
+      raise UserError('give one of split= or text=')
+    if text is not None:
+      if not isinstance(text, str):
+        raise UserError(f'text must be a string, got {type(text).__name__}')
+      return evaluate_lib.evaluate_text(self.run, text, 'text', batch_size,
+                                        progress=False)
+    corpus = self.run.corpus(data_dir)
+    return evaluate_lib.evaluate_text(self.run, corpus.text(split), split,
+                                      batch_size, progress=False)
+
+  def score(self, lines, skip_unknown=False):
+    """Each line's log-probability, from a fresh state, its end included.
+
+    Args:
+      lines: a list of strings (one string is refused: wrap it in a list).
+      skip_unknown: drop tokens outside the vocabulary instead of <unk>.
+
+    Returns:
+      A list of lm_trax.score.LineScore: .logprob (natural log), .tokens,
+      .ppl, .unknown.
+    """
+    return score_lib.score_lines(self.run, lines, skip_unknown)
+
+  def next_tokens(self, prompt, k=5):
+    """The k most likely next tokens after `prompt`: [(token, probability)]."""
+    return score_lib.next_tokens(self.run, prompt, top_k=k)
+
+  def generate(self, prompt='', length=100, temperature=1.0, seed=0,
+               num_samples=1, top_k=None, top_p=None, stop_at_eos=False):
+    """Samples continuations of `prompt`: a list of num_samples strings, each
+    the prompt followed by its continuation (lm_trax.generate.generate)."""
+    return generate_lib.generate(self.run, prompt, length=length,
+                                 temperature=temperature, top_k=top_k,
+                                 top_p=top_p, num_samples=num_samples,
+                                 seed=seed, stop_at_eos=stop_at_eos)
+
+  def encode(self, text):
+    """Text -> (T,) int32 ids, the rule every command uses (lm_trax.vocab)."""
+    return self.vocab.encode(text)
+
+  def decode(self, ids):
+    """Ids -> text."""
+    return self.vocab.decode(ids)
