@@ -48,4 +48,12 @@ for _model in (models.NPLM, models.LSTMLM, models.GRULM, models.RNNLM):
 # SGD with weight decay: bind it fully qualified (@lm_trax.SGD), as trax's is.
 gin.external_configurable(optimizers.SGD, module='lm_trax')
 
-from lm_trax.api import LanguageModel, load  # The Python API.
+
+def __getattr__(name):
+  """lm_trax.load and lm_trax.LanguageModel (lm_trax.api), imported on first
+  use: importing them here would import lm_trax.evaluate, .score and
+  .generate with the package, which `python -m lm_trax.evaluate` warns about."""
+  if name in ('load', 'LanguageModel'):
+    from lm_trax import api  # pylint: disable=g-import-not-at-top
+    return getattr(api, name)
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
