@@ -70,6 +70,19 @@ def train_tiny_run(tiny_data_dir, tmp_path_factory):
   return train_run
 
 
+# Six Adam steps: enough for a run whose scores differ from a fresh model's.
+ADAM_6_STEPS = ['train.n_steps = 6', 'train.optimizer = @trax.optimizers.Adam',
+                'train.lr_schedule = @constant_lr',
+                'constant_lr.learning_rate = 0.01']
+
+
+@pytest.fixture(scope='session')
+def word_run(train_tiny_run):
+  """A tiny word-level LSTM run (gin/ptb_lstm.gin), trained once per session
+  and only read by the tests that use it."""
+  return train_tiny_run('ptb_lstm.gin', ADAM_6_STEPS)
+
+
 @pytest.fixture
 def use_tiny_data(tiny_data_dir, monkeypatch):
   """Points LM_TRAX_DATA_DIR at the tiny corpora (no downloads)."""

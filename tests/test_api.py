@@ -11,15 +11,8 @@ from lm_trax import evaluate
 from lm_trax import score
 from lm_trax.errors import UserError
 
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
-ADAM_6_STEPS = ['train.n_steps = 6', 'train.optimizer = @trax.optimizers.Adam',
-                'train.lr_schedule = @constant_lr',
-                'constant_lr.learning_rate = 0.01']
-
-
-@pytest.fixture(scope='module')
-def word_run(train_tiny_run):
-  return train_tiny_run('ptb_lstm.gin', ADAM_6_STEPS)
 
 
 def _readme_snippet():

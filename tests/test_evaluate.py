@@ -12,14 +12,7 @@ from lm_trax import run_dir
 from lm_trax import score
 from lm_trax.errors import UserError
 
-ADAM_6_STEPS = ['train.n_steps = 6', 'train.optimizer = @trax.optimizers.Adam',
-                'train.lr_schedule = @constant_lr',
-                'constant_lr.learning_rate = 0.01']
-
-
-@pytest.fixture(scope='module')
-def word_run(train_tiny_run):
-  return train_tiny_run('ptb_lstm.gin', ADAM_6_STEPS)
+from conftest import ADAM_6_STEPS  # pylint: disable=g-bad-import-order
 
 
 @pytest.fixture(scope='module')
