@@ -5,8 +5,16 @@ import re
 
 import setuptools
 
+HERE = pathlib.Path(__file__).parent
 VERSION = re.search(r"__version__ = '([^']+)'", (
-    pathlib.Path(__file__).parent / 'lm_trax' / '__init__.py').read_text()).group(1)
+    HERE / 'lm_trax' / '__init__.py').read_text()).group(1)
+
+# The shipped gin configs stay in the repository's gin/ (the README's commands
+# name gin/...) and install as the data-only package lm_trax/gin, one package
+# per folder, where lm_trax.config finds them (outside a clone too).
+GIN_PACKAGES = ['lm_trax.gin'] + sorted(
+    'lm_trax.gin.' + '.'.join(d.relative_to(HERE / 'gin').parts)
+    for d in (HERE / 'gin').rglob('*') if d.is_dir())
 
 # Versions tested together on CPU (Python 3.11, Linux x86_64): trax 1.4.1,
 # jax/jaxlib 0.10.2, tensorflow 2.21.0, tensorflow-datasets 4.9.10,
@@ -43,12 +51,15 @@ setuptools.setup(
     name='lm_trax',
     version=VERSION,
     description='Neural language models in Trax: NPLM, RNN, GRU and LSTM LMs.',
-    packages=['lm_trax'],
+    packages=['lm_trax'] + GIN_PACKAGES,
+    package_dir={'lm_trax': 'lm_trax', 'lm_trax.gin': 'gin'},
+    package_data={package: ['*.gin', '*.yaml'] for package in GIN_PACKAGES},
     python_requires='>=3.11',  # jax 0.10 and numpy 2.4 need 3.11.
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     entry_points={
         'console_scripts': [
+            'lm-trax-train = lm_trax.train_command:main',
             'lm-trax-evaluate = lm_trax.evaluate:main',
             'lm-trax-score = lm_trax.score:main',
             'lm-trax-generate = lm_trax.generate:main',

@@ -7,9 +7,9 @@ For each config (the model and batch of gin/<config>.gin, PTB's vocabulary
 V = 10,001), in one process, on synthetic ids (uniform random), it times
 
   (a) exact evaluation as `python -m lm_trax.evaluate` runs it on a
-      contiguous corpus: lm_trax.evaluate.stream_log_probs, every token scored
-      once from everything before it, in chunks of B * T tokens (one row, the
-      state carried), the model in 'eval' mode;
+      contiguous corpus: lm_trax.inference.Predictor.stream_log_probs, every
+      token scored once from everything before it, in chunks of B * T tokens
+      (one row, the state carried), the model in 'eval' mode;
   (b) lm_trax training on batches of the same config (bench/train_speed.py's
       (a): trax's Loop), for the ratio the issue asks for (>= 4x);
   (c) PyTorch (bench/torch_models.py), model.eval() under torch.no_grad(), the
@@ -25,29 +25,25 @@ import sys
 import time
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-import lm_trax  # pylint: disable=unused-import  (trax fixes, quiet imports)
-import jax
+from lm_trax import configurables  # pylint: disable=unused-import  (trax fixes, gin names)
 import numpy as np
 
 import common
 import train_speed
-from lm_trax import evaluate
-from lm_trax import layers
+from lm_trax import inference
+from lm_trax import vocab as vocab_lib
 
 
 def lm_trax_eval(spec, ids):
   """A timed call: exact log-probabilities of `ids` -> seconds."""
-  chunk_len = spec.tokens_per_batch
-  model = spec.model_fn(vocab_size=spec.vocab_size, mode='eval')
-  model.init(layers.signature(1, chunk_len), rng=jax.random.PRNGKey(0))
-  zeros = layers.zero_state_tree(model.state)
-  token_log_probs = evaluate.make_token_log_probs(model)
+  words = [f'w{i}' for i in range(spec.vocab_size - 3)]
+  vocab = vocab_lib.Vocab('word', [vocab_lib.PAD, vocab_lib.UNK,
+                                   vocab_lib.EOS] + words)
+  predictor = inference.Predictor(spec.model_fn, vocab)
 
   def call():
-    model.state = zeros
     started = time.perf_counter()
-    log_probs = evaluate.stream_log_probs(model, ids, 1, chunk_len,
-                                          token_log_probs=token_log_probs)
+    log_probs = predictor.stream_log_probs(ids, spec.tokens_per_batch)
     seconds = time.perf_counter() - started
     assert log_probs.shape == ids.shape and np.isfinite(log_probs).all()
     return seconds

@@ -29,7 +29,7 @@ import time
 
 _STARTED = time.time()
 # pylint: disable=g-import-not-at-top,wrong-import-position
-import lm_trax  # pylint: disable=unused-import  (trax fixes, quiet imports)
+from lm_trax import configurables  # pylint: disable=unused-import  (trax fixes, gin names)
 import jax
 import numpy as np
 from trax.supervised import decoding

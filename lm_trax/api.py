@@ -4,6 +4,8 @@
   lm = lm_trax.load('runs/ptb_lstm', checkpoint='best')  # or 'latest', a step
   lm.perplexity(split='test').ppl          # exact, as python -m lm_trax.evaluate
   lm.perplexity(text='the cat sat on the mat\n')
+  lm.perplexity(split='valid', cache=dict(size=2000, theta=1.0, lam=0.1),
+                dynamic=dict(rule='rms', lr=0.002, decay=0.02))
   lm.score(['the company said', 'said the company'])   # one LineScore per line
   lm.next_tokens('the stock', k=5)         # [(token, probability)]
   lm.generate('the stock market', length=40, temperature=0.8, seed=1,
@@ -59,7 +61,8 @@ class LanguageModel:
             f'{self.run.checkpoint.parent.name!r}, {self.vocab.level} level, '
             f'{self.vocab.size} ids)')
 
-  def perplexity(self, split=None, text=None, batch_size=None, data_dir=None):
+  def perplexity(self, split=None, text=None, batch_size=None, data_dir=None,
+                 cache=None, dynamic=None):
     """Exact perplexity of a split of the run's corpus, or of a text.
 
     Args:
@@ -68,21 +71,30 @@ class LanguageModel:
       batch_size: windows per compiled call (the result does not depend on
         it beyond float rounding).
       data_dir: where the corpus is (default: the run's settings).
+      cache: the continuous cache, dict(size=, theta=, lam=) or an
+        lm_trax.adaptation.Cache; None for none.
+      dynamic: dynamic evaluation, dict(rule='sgd'|'rms', lr=, decay=0,
+        segment=5, epsilon=0.001, statistics_tokens=None) or an
+        lm_trax.adaptation.Dynamic; None for none. The rule 'rms' reads the
+        run's train split for its gradient statistics.
 
     Returns:
       An lm_trax.evaluate.EvalResult: .loss (nats/token), .ppl, .bpc,
-      .tokens, .unknown.
+      .tokens, .unknown, .adaptation.
     """
+    from lm_trax import adaptation  # pylint: disable=g-import-not-at-top
     if (split is None) == (text is None):
       raise UserError('give one of split= or text=')
+    cache, dynamic = adaptation.as_cache(cache), adaptation.as_dynamic(dynamic)
     if text is not None:
       if not isinstance(text, str):
         raise UserError(f'text must be a string, got {type(text).__name__}')
       return evaluate_lib.evaluate_text(self.run, text, 'text', batch_size,
-                                        progress=False)
+                                        False, cache, dynamic, data_dir)
     corpus = self.run.corpus(data_dir)
     return evaluate_lib.evaluate_text(self.run, corpus.text(split), split,
-                                      batch_size, progress=False)
+                                      batch_size, False, cache, dynamic,
+                                      data_dir)
 
   def score(self, lines, skip_unknown=False):
     """Each line's log-probability, from a fresh state, its end included.

@@ -215,7 +215,4 @@ def model_file(output_dir, kind=LATEST):
   if directory is None and kind == LATEST:
     directories = candidates(output_dir)
     directory = directories[0] if directories else None
-  if directory is None:  # A run saved before checkpoints/ existed.
-    legacy = pathlib.Path(output_dir) / 'model.pkl.gz'
-    return legacy if kind == LATEST and legacy.exists() else None
-  return directory / 'model.pkl.gz'
+  return None if directory is None else directory / 'model.pkl.gz'

@@ -1,7 +1,10 @@
 """Makes trax 1.4.1 work on current JAX, and keeps its imports quiet.
 
 Everything lm_trax changes in its dependencies lives in this one module and is
-applied once, by `apply()`, when `lm_trax` is imported -- before trax is.
+applied once, by `apply()`, when this module is first imported. Every lm_trax
+module that imports trax imports this one before it (`import lm_trax` alone
+imports neither, so commands' --help, plots and sweep reports start without
+TensorFlow).
 
 Fixes (each has a test in tests/test_compat.py that shows the breakage):
 
@@ -19,10 +22,17 @@ Fixes (each has a test in tests/test_compat.py that shows the breakage):
   (d) Start-up time: trax's @assert_shape decorator (65 uses, run while trax
       is imported) calls ``inspect.stack()`` only to record "Defined at
       file:line". inspect.stack() reads the source of every frame and scans
-      every loaded module for each one -- with TensorFlow loaded, about 20 s
-      of `import trax`. While trax is imported, inspect.stack and
+      every loaded module for each one -- with TensorFlow loaded, most of
+      the time `import trax` takes. While trax is imported, inspect.stack and
       inspect.getframeinfo read no source (context=0); file and line, all
       that trax keeps, are unchanged.
+  (e) trax registers gin configurables named like lm_trax's (train, GRULM,
+      RNNLM), which makes bindings such as `train.n_steps` ambiguous; their
+      registrations are dropped.
+  (f) gin has one process-wide configuration and no public way to save and
+      restore it; `gin_isolated()` does, so that opening a run directory
+      (which parses its config.gin) leaves the caller's configuration, and
+      other open runs, alone.
 
 Quiet imports: no gym banner, no TensorFlow C++ start-up lines, no warnings that
 trax raises on today's JAX for things lm_trax cannot change.
@@ -198,8 +208,63 @@ def _fix_xla_extension():
   jax.lib.xla_extension = _jax
 
 
+# (e) ------------------------------------------------------------------------
+
+# trax registers gin configurables under names lm_trax defines too, which would
+# make `train.n_steps = 30` or `GRULM.d_model = 512` ambiguous. lm_trax never
+# uses these trax functions, so their registrations are dropped.
+_SHADOWED_TRAX_CONFIGURABLES = (
+    'trax.supervised.trainer_lib.train',
+    'trax.models.GRULM',
+    'trax.models.RNNLM',
+)
+
+
+def _drop_shadowed_trax_configurables():
+  from gin import config as gin_config  # pylint: disable=g-import-not-at-top
+  registry = gin_config._REGISTRY  # pylint: disable=protected-access
+  for selector in _SHADOWED_TRAX_CONFIGURABLES:
+    if selector in registry:
+      ORIGINALS[selector] = registry.pop(selector)
+
+
+# (f) ------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def gin_isolated():
+  """Runs a block with gin's global configuration saved, then restored.
+
+  gin keeps one process-wide configuration; opening a run directory parses
+  the run's config.gin into it. Inside this block that leaves the caller's
+  configuration (and any other loaded run) untouched. gin has no public way
+  to save it: these are gin-config 0.5.0's module-level tables (bindings,
+  the operative record, imports, singletons, search paths, the lock).
+  """
+  from gin import config as g  # pylint: disable=g-import-not-at-top,protected-access
+  saved = ({key: dict(value) for key, value in g._CONFIG.items()},
+           {key: dict(value) for key, value in g._OPERATIVE_CONFIG.items()},
+           set(g._IMPORTS), dict(g._SINGLETONS), list(g._LOCATION_PREFIXES),
+           g._CONFIG_IS_LOCKED)
+  try:
+    yield
+  finally:
+    config, operative, imports, singletons, prefixes, locked = saved
+    g._CONFIG.clear()
+    g._CONFIG.update(config)
+    with g._OPERATIVE_CONFIG_LOCK:
+      g._OPERATIVE_CONFIG.clear()
+      g._OPERATIVE_CONFIG.update(operative)
+    g._IMPORTS.clear()
+    g._IMPORTS.update(imports)
+    g._SINGLETONS.clear()
+    g._SINGLETONS.update(singletons)
+    g._LOCATION_PREFIXES[:] = prefixes
+    g._set_config_is_locked(locked)
+
+
 def apply():
-  """Applies every fix once; safe to call again."""
+  """Applies every fix once; safe to call again. Also turns on JAX's
+  persistent compilation cache (lm_trax.compilation_cache)."""
   global _APPLIED
   if _APPLIED:
     return
@@ -207,4 +272,12 @@ def apply():
   _fix_tree_unflatten()
   _fix_multi_device()
   _fix_xla_extension()
+  _drop_shadowed_trax_configurables()
+  from lm_trax import compilation_cache  # pylint: disable=g-import-not-at-top
+  compilation_cache.enable()  # Reruns load compiled programs.
   _APPLIED = True
+
+
+# Importing this module applies the fixes: every lm_trax module that imports
+# trax imports compat first, so trax is never used unfixed.
+apply()

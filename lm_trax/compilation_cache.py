@@ -1,13 +1,10 @@
 """JAX's persistent compilation cache: a second run skips compiling.
 
 Every lm_trax command compiles the same programs again on each start: the
-training step (about 1.6 s for the PTB LSTM on 2 CPU cores), the evaluation
-and sampling functions, and a dozen small random-number programs that
-initialize the weights (about 0.1 s each). With the cache, a rerun or a
-resumed run, `lm_trax.evaluate` and `lm_trax.generate` load them instead:
-after its imports (8-11 s, mostly TensorFlow), `python train.py
---gin_file=gin/ptb_lstm.gin` reaches its first step in 1.7 s instead of
-4.5 s (2 CPU cores, loaded).
+training step, the evaluation and sampling functions, and a dozen small
+random-number programs that initialize the weights. With the cache, a rerun
+or a resumed run, `lm_trax.evaluate` and `lm_trax.generate` load them
+instead (the README's "Compilation cache" gives the time saved).
 
 Where: $LM_TRAX_JAX_CACHE, else $XDG_CACHE_HOME/lm_trax/jax (~/.cache/...),
 at most 1 GB (least recently used entries go first). LM_TRAX_JAX_CACHE=off

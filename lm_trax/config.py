@@ -1,30 +1,42 @@
 """Gin configuration: parse files and bindings with one-line errors.
 
-Includes inside gin files are resolved against the including file's
-directory, then the project's gin/ directory, so `include 'corpora/ptb.gin'`
-works from any working directory.
+The configs shipped with lm_trax (the repository's gin/, installed as
+lm_trax/gin) are found from any working directory: a gin file that is not an
+existing path is looked up among them (ptb_lstm.gin or gin/ptb_lstm.gin), and
+includes inside gin files are resolved against the including file's
+directory, then the shipped configs, so `include 'corpora/ptb.gin'` works.
 """
 
 import contextlib
 import functools
+import importlib.resources
 import inspect
 import pathlib
 
 from absl import logging
 import gin
-from gin import config as gin_config
 
-from lm_trax.errors import UserError
+from lm_trax.errors import UserError, one_line
 
-GIN_DIR = pathlib.Path(__file__).resolve().parent.parent / 'gin'
+
+def _shipped_gin_dir():
+  """Where the shipped gin configs are: lm_trax/gin once the package is
+  installed from a wheel or sdist (setup.py maps gin/ there); else the
+  repository's gin/, which a clone or an editable install uses in place."""
+  installed = importlib.resources.files('lm_trax') / 'gin'
+  if installed.is_dir():
+    return pathlib.Path(str(installed)).resolve()
+  return pathlib.Path(__file__).resolve().parent.parent / 'gin'
+
+
+GIN_DIR = _shipped_gin_dir()
 
 
 def parse(gin_files=(), bindings=()):
   """Clears gin and parses `gin_files` then `bindings` (later ones win)."""
+  from lm_trax import configurables  # pylint: disable=g-import-not-at-top,unused-import  (what configs can name)
   gin.clear_config()
-  for path in gin_files:
-    if not pathlib.Path(path).is_file():
-      raise UserError(f'gin file {path} does not exist; see gin/ for configs')
+  gin_files = [str(find_gin_file(path)) for path in gin_files]
   search_paths = [str(pathlib.Path(p).resolve().parent) for p in gin_files]
   search_paths.append(str(GIN_DIR))
   for path in dict.fromkeys(search_paths):
@@ -33,39 +45,23 @@ def parse(gin_files=(), bindings=()):
     with _quiet_absl():  # gin logs an error for every include path it tries.
       gin.parse_config_files_and_bindings(list(gin_files), list(bindings))
   except (ValueError, SyntaxError, KeyError, TypeError, IOError) as e:
-    raise UserError(f'bad gin config: {_one_line(e)}') from e
+    raise UserError(f'bad gin config: {one_line(e)}') from e
 
 
-@contextlib.contextmanager
-def isolated():
-  """Runs a block with gin's global configuration saved, then restored.
-
-  gin keeps one process-wide configuration; opening a run directory parses
-  the run's config.gin into it. Inside this block that leaves the caller's
-  configuration (and any other loaded run) untouched. gin has no public way
-  to save it: these are gin-config 0.5.0's module-level tables (bindings,
-  the operative record, imports, singletons, search paths, the lock).
-  """
-  g = gin_config  # pylint: disable=protected-access
-  saved = ({key: dict(value) for key, value in g._CONFIG.items()},
-           {key: dict(value) for key, value in g._OPERATIVE_CONFIG.items()},
-           set(g._IMPORTS), dict(g._SINGLETONS), list(g._LOCATION_PREFIXES),
-           g._CONFIG_IS_LOCKED)
-  try:
-    yield
-  finally:
-    config, operative, imports, singletons, prefixes, locked = saved
-    g._CONFIG.clear()
-    g._CONFIG.update(config)
-    with g._OPERATIVE_CONFIG_LOCK:
-      g._OPERATIVE_CONFIG.clear()
-      g._OPERATIVE_CONFIG.update(operative)
-    g._IMPORTS.clear()
-    g._IMPORTS.update(imports)
-    g._SINGLETONS.clear()
-    g._SINGLETONS.update(singletons)
-    g._LOCATION_PREFIXES[:] = prefixes
-    g._set_config_is_locked(locked)
+def find_gin_file(path):
+  """The gin file `path` names: the path itself if it is a file, else the
+  shipped config it names relative to gin/ or to the repository's root
+  (ptb_lstm.gin, corpora/ptb.gin, gin/ptb_lstm.gin). Raises UserError."""
+  given = pathlib.Path(path)
+  if given.is_file():
+    return given
+  parts = given.parts[1:] if given.parts[:1] == ('gin',) else given.parts
+  if parts and not given.is_absolute():
+    shipped = GIN_DIR.joinpath(*parts)
+    if shipped.is_file():
+      return shipped
+  raise UserError(f'gin file {path} does not exist; the shipped configs are '
+                  f'in {GIN_DIR}')
 
 
 def settings(configurable):
@@ -108,10 +104,6 @@ def _quiet_absl():
     yield
   finally:
     logging.set_verbosity(verbosity)
-
-
-def _one_line(error):
-  return ' '.join(str(error).split())
 
 
 def run_name(gin_files):

@@ -31,6 +31,7 @@ import itertools
 
 import gin
 import numpy as np
+from lm_trax import compat  # pylint: disable=unused-import,g-bad-import-order  (before trax)
 import trax
 
 from lm_trax.errors import UserError

@@ -18,7 +18,6 @@ This module imports only the standard library (and tqdm, lazily): no trax,
 TensorFlow or JAX.
 """
 
-import argparse
 import hashlib
 import http.client
 import os
@@ -30,6 +29,7 @@ import urllib.error
 import urllib.request
 import zlib
 
+from lm_trax import cli
 from lm_trax.errors import UserError, exit_with
 
 ENV_VAR = 'LM_TRAX_DATA_DIR'
@@ -401,9 +401,8 @@ def _network_message(name, url, reason, targets):
 
 
 def _parse(argv):
-  parser = argparse.ArgumentParser(
-      prog='python -m lm_trax.download',
-      description='Downloads a public corpus into the data directory.')
+  parser = cli.parser('lm_trax.download',
+                      'Downloads a public corpus into the data directory.')
   parser.add_argument('name', choices=sorted(CORPUS_FILES))
   parser.add_argument(
       '--data_dir', default=None,
@@ -413,8 +412,7 @@ def _parse(argv):
                       help='download even if the files are already there')
   parser.add_argument('--url', default=None,
                       help='fetch from this URL (a mirror) instead')
-  parser.add_argument('--verbose', action='store_true',
-                      help='show a traceback on errors')
+  cli.add_verbose_argument(parser)
   return parser.parse_args(argv)
 
 

@@ -23,21 +23,33 @@ skipped.
 
 loss is the mean negative log-likelihood in nats per token; ppl = exp(loss);
 bpc = loss / ln 2.
+
+Adapting while reading (lm_trax.adaptation; recurrent models, stream runs):
+
+  --cache_size N --cache_theta T --cache_lambda L     the continuous cache
+  --dynamic_eval sgd|rms --dynamic_lr X [--dynamic_decay L]
+      [--dynamic_segment T] [--dynamic_epsilon E]     dynamic evaluation
+
+alone or together; the last line then names them, e.g.
+
+  split=valid tokens=73760 loss=4.5012 ppl=90.13 cache=2000/1.0/0.1
+
+Every token is still predicted once, from the tokens before it only. Choose
+the hyperparameters on the valid split, then run test once: a flag given a
+comma-separated list (--cache_theta 0.3,1.0) makes a search over every
+combination, allowed on valid only; it prints one line per point, then the
+best point's line last.
 """
 
-import argparse
 import dataclasses
+import itertools
 import math
 import sys
 import time
+import weakref
 
-import jax
-import numpy as np
-
-from lm_trax import losses
+from lm_trax import cli
 from lm_trax.errors import UserError
-
-_PAD_MULTIPLE = 16  # Line batches are padded to a multiple of this length.
 
 
 @dataclasses.dataclass
@@ -47,6 +59,7 @@ class EvalResult:
   loss: float  # Mean negative log-likelihood, nats per token.
   level: str
   unknown: int = 0  # Tokens mapped to <unk>.
+  adaptation: str = ''  # e.g. 'cache=2000/1.0/0.1' (lm_trax.adaptation).
 
   @property
   def ppl(self):
@@ -61,96 +74,9 @@ class EvalResult:
             f'ppl={self.ppl:.2f}')
     if self.level == 'char':
       text += f' bpc={self.bpc:.4f}'
+    if self.adaptation:
+      text += f' {self.adaptation}'
     return text
-
-
-# Scoring primitives ------------------------------------------------------------
-
-def make_token_log_probs(model):
-  """A jitted (weights, state, inputs (B, T), targets (B, T)) ->
-  (log p(targets) (B, T) float32, new_state) for a trax model."""
-  rng = jax.random.PRNGKey(0)  # Unused in eval mode (no dropout).
-
-  def token_log_probs(weights, state, inputs, targets):
-    logits, new_state = model.pure_fn(inputs, weights, state, rng)
-    # logsumexp - target logit, without writing the (B, T, V) log-softmax.
-    return -losses.cross_entropy(logits, targets), new_state
-  return jax.jit(token_log_probs)
-
-
-def stream_log_probs(model, ids, start_id, chunk_len, progress=None,
-                     token_log_probs=None):
-  """log p(ids[t] | start, ids[:t]) for every t, the state carried throughout.
-
-  Args:
-    model: a trax model in eval mode with carry_state=True, initialized for
-      inputs (1, chunk_len).
-    ids: (N,) int token ids of the whole split.
-    start_id: the token that primes the stream (predicts ids[0]).
-    chunk_len: tokens per compiled call; the last chunk is padded.
-    progress: optional callable(n_tokens_done).
-    token_log_probs: make_token_log_probs(model), to reuse its compilations
-      across calls (default: made here).
-
-  Returns:
-    (N,) float64 log-probabilities.
-  """
-  ids = np.asarray(ids, np.int32)
-  n = len(ids)
-  n_chunks = -(-n // chunk_len)
-  inputs = np.zeros(n_chunks * chunk_len, np.int32)
-  targets = np.zeros(n_chunks * chunk_len, np.int32)
-  inputs[0], inputs[1:n], targets[:n] = start_id, ids[:-1], ids
-  token_log_probs = token_log_probs or make_token_log_probs(model)
-  weights, state = model.weights, model.state
-  pieces = []
-  for k in range(n_chunks):
-    window = slice(k * chunk_len, (k + 1) * chunk_len)
-    log_probs, state = token_log_probs(weights, state, inputs[None, window],
-                                       targets[None, window])
-    pieces.append(log_probs)  # Stays on device: calls queue up, no sync.
-    if progress is not None:
-      progress(min(chunk_len, n - k * chunk_len))
-  return np.concatenate([np.asarray(p[0], np.float64) for p in pieces])[:n]
-
-
-def lines_log_probs(model, lines, start_id, batch_size, progress=None,
-                    token_log_probs=None):
-  """Each line scored from a fresh state: (sum of log p, n_tokens) per line.
-
-  Args:
-    model: a trax model in eval mode with carry_state=False.
-    lines: list of (n_i,) int id arrays, each line's tokens including its end.
-    start_id: the token that primes every line.
-    batch_size: lines per compiled call (similar lengths are grouped).
-    progress: optional callable(n_tokens_done).
-    token_log_probs: make_token_log_probs(model), to reuse its compilations
-      across calls (default: made here).
-
-  Returns:
-    (sums (L,) float64, counts (L,) int) in the order of `lines`.
-  """
-  token_log_probs = token_log_probs or make_token_log_probs(model)
-  sums = np.zeros(len(lines))
-  counts = np.array([len(line) for line in lines])
-  order = np.argsort(counts, kind='stable')
-  for start in range(0, len(order), batch_size):
-    group = order[start:start + batch_size]
-    length = max(1, int(counts[group].max()))
-    length = -(-length // _PAD_MULTIPLE) * _PAD_MULTIPLE
-    inputs = np.zeros((batch_size, length), np.int32)
-    targets = np.zeros((batch_size, length), np.int32)
-    for row, i in enumerate(group):
-      line = np.asarray(lines[i], np.int32)
-      inputs[row, 0], inputs[row, 1:len(line)] = start_id, line[:-1]
-      targets[row, :len(line)] = line
-    log_probs, _ = token_log_probs(model.weights, model.state, inputs, targets)
-    log_probs = np.asarray(log_probs, np.float64)
-    for row, i in enumerate(group):
-      sums[i] = log_probs[row, :counts[i]].sum()
-    if progress is not None:
-      progress(int(counts[group].sum()))
-  return sums, counts
 
 
 # Whole splits --------------------------------------------------------------------
@@ -170,48 +96,234 @@ class _Progress:
     self.bar.close()
 
 
-def evaluate_text(run, text, split, batch_size=None, progress=True):
-  """Exact loss of a run over a split's text (see the module docstring)."""
-  from lm_trax import data  # pylint: disable=g-import-not-at-top
-  vocab, batching = run.vocab, run.batching()
-  unknown = vocab.count_unknown(text)
-  if batching.kind == 'lines':
-    lines = data.split_lines(vocab, text)
-    batch_size = batch_size or batching.batch_size
-    model = run.model(mode='eval', batch_size=batch_size,
-                      seq_len=_PAD_MULTIPLE, carry_state=False)
-    bar = _Progress(int(sum(map(len, lines))), split, progress)
-    sums, counts = lines_log_probs(model, lines, vocab.eos_id, batch_size, bar)
-    bar.close()
-    return EvalResult(split, int(counts.sum()),
-                      float(-sums.sum() / counts.sum()), vocab.level, unknown)
-  ids = vocab.encode(text, unknown='map')
-  chunk_len = (batch_size or batching.batch_size) * batching.seq_len
-  model = run.model(mode='eval', batch_size=1, seq_len=chunk_len)
-  bar = _Progress(len(ids), split, progress)
-  log_probs = stream_log_probs(model, ids, vocab.eos_id, chunk_len, bar)
+def evaluate_text(run, text, split, batch_size=None, progress=True,
+                  cache=None, dynamic=None, data_dir=None):
+  """Exact loss of a run over a split's text (see the module docstring),
+  with the continuous cache and/or dynamic evaluation if given
+  (lm_trax.adaptation.Cache, .Dynamic; data_dir: where the train split is,
+  for the statistics of dynamic evaluation's rule 'rms')."""
+  vocab = run.vocab
+  if cache is None and dynamic is None:
+    bar = _Progress(len(vocab.split(text)), split, progress)
+    loss, tokens = exact_loss(run.predictor(), run.batching(), text,
+                              batch_size, bar)
+  else:
+    statistics = _statistics(run, dynamic, data_dir, progress)
+    bar = _Progress(len(vocab.split(text)), split, progress)
+    loss, tokens = adapted_loss(run.predictor(), run.batching(), text,
+                                cache, dynamic, batch_size, statistics, bar)
   bar.close()
-  return EvalResult(split, len(ids), float(-log_probs.mean()), vocab.level,
-                    unknown)
+  from lm_trax import adaptation  # pylint: disable=g-import-not-at-top
+  return EvalResult(split, tokens, loss, vocab.level,
+                    vocab.count_unknown(text),
+                    adaptation.label(cache, dynamic))
+
+
+def adapted_loss(predictor, batching, text, cache=None, dynamic=None,
+                 batch_size=None, statistics=None, progress=None):
+  """(mean negative log-likelihood in nats/token, tokens scored) of text,
+  read as one stream with the cache and/or dynamic evaluation
+  (lm_trax.adaptation.adapted_log_probs; the same rule as `exact_loss`
+  otherwise, and the same chunks of batch_size x seq_len tokens).
+
+  Raises:
+    UserError: for runs trained on lines, and models the cache cannot read.
+  """
+  from lm_trax import adaptation  # pylint: disable=g-import-not-at-top
+  if batching.kind == 'lines':
+    raise UserError('the cache and dynamic evaluation read the text as one '
+                    'stream; this run is scored line by line '
+                    "(Batching.kind = 'lines')")
+  batch_size = batch_size or batching.batch_size
+  ids = predictor.vocab.encode(text, unknown='map')
+  log_probs = adaptation.adapted_log_probs(
+      predictor, ids, cache, dynamic, batch_size * batching.seq_len,
+      statistics, progress)
+  return float(-log_probs.mean()), len(ids)
+
+
+# Gradient statistics per open run and (segment, tokens, data_dir): a
+# search over lr and decay gathers them once.
+_STATISTICS = weakref.WeakKeyDictionary()
+
+
+def _statistics(run, dynamic, data_dir, progress):
+  """The gradient statistics of the rule 'rms' on the run's train split, or
+  None for other choices."""
+  if dynamic is None or dynamic.rule != 'rms':
+    return None
+  from lm_trax import adaptation  # pylint: disable=g-import-not-at-top
+  if run.batching().kind == 'lines':
+    return None  # adapted_loss refuses the run.
+  kept = _STATISTICS.setdefault(run, {})
+  key = (dynamic.segment, dynamic.statistics_tokens, data_dir)
+  if key not in kept:
+    ids = run.vocab.encode(run.corpus(data_dir).text('train'), unknown='map')
+    ids = ids[:dynamic.statistics_tokens]
+    bar = _Progress(len(ids), 'gradient statistics (train)', progress)
+    kept[key] = adaptation.gradient_statistics(
+        run.predictor(), ids, dynamic.segment, progress=bar)
+    bar.close()
+  return kept[key]
+
+
+def exact_loss(predictor, batching, text, batch_size=None, progress=None):
+  """(mean negative log-likelihood in nats/token, tokens scored) of text.
+
+  Args:
+    predictor: an lm_trax.inference.Predictor.
+    batching: the run's lm_trax.data.Batching: its kind picks the rule
+      (stream, or line by line), its batch_size and seq_len the work per
+      compiled call.
+    text: the text, lines ending in '\\n'.
+    batch_size: windows (stream) or lines per compiled call; default the
+      batching's.
+    progress: optional callable(n_tokens_done).
+  """
+  from lm_trax import data  # pylint: disable=g-import-not-at-top
+  batch_size = batch_size or batching.batch_size
+  if batching.kind == 'lines':
+    lines = data.split_lines(predictor.vocab, text)
+    sums, counts = predictor.lines_log_probs(lines, batch_size, progress)
+    return float(-sums.sum() / counts.sum()), int(counts.sum())
+  ids = predictor.vocab.encode(text, unknown='map')
+  log_probs = predictor.stream_log_probs(ids, batch_size * batching.seq_len,
+                                         progress)
+  return float(-log_probs.mean()), len(ids)
+
+
+class ExactValidation:
+  """The exact validation loss during training: `exact_loss` of the split
+  with the weights the training loop hands in, compiled once."""
+
+  def __init__(self, model_fn, vocab, batching, valid_text):
+    """model_fn(vocab_size=, mode=, carry_state=) builds the model."""
+    from lm_trax import inference  # pylint: disable=g-import-not-at-top
+    self._predictor = inference.Predictor(model_fn, vocab)
+    self._batching = batching
+    self._text = valid_text
+
+  def __call__(self, weights):
+    """Mean negative log-likelihood (nats/token) of the split."""
+    self._predictor.weights = weights
+    return exact_loss(self._predictor, self._batching, self._text)[0]
 
 
 def evaluate(output_dir, split='valid', batch_size=None, data_dir=None,
-             progress=True, checkpoint='latest'):
+             progress=True, checkpoint='latest', cache=None, dynamic=None):
   """Exact perplexity of the run in output_dir over a split of its corpus,
-  with its latest checkpoint or the best one on exact validation."""
+  with its latest checkpoint or the best one on exact validation; with the
+  continuous cache and/or dynamic evaluation if given
+  (lm_trax.adaptation.Cache, .Dynamic)."""
+  return evaluate_points(output_dir, [(cache, dynamic)], split, batch_size,
+                         data_dir, progress, checkpoint)[0]
+
+
+def evaluate_points(output_dir, points, split='valid', batch_size=None,
+                    data_dir=None, progress=True, checkpoint='latest',
+                    report=None):
+  """`evaluate` at each (cache, dynamic) point of a search, the run opened
+  and its functions compiled once: a list of EvalResult. report(result), if
+  given, is called as each is done."""
   from lm_trax import run_dir  # pylint: disable=g-import-not-at-top
   if batch_size is not None and batch_size < 1:
     raise UserError(f'--batch_size must be >= 1, got {batch_size}')
   run = run_dir.Run(output_dir, checkpoint)
-  corpus = run.corpus(data_dir)
-  return evaluate_text(run, corpus.text(split), split, batch_size, progress)
+  text = run.corpus(data_dir).text(split)
+  results = []
+  for cache, dynamic in points:
+    results.append(evaluate_text(run, text, split, batch_size, progress,
+                                 cache, dynamic, data_dir))
+    if report is not None:
+      report(results[-1])
+  return results
+
+
+# The adaptation flags: (name, type, help). Each takes one value or a
+# comma-separated list; lists make a search (every combination, on valid).
+_ADAPTATION_FLAGS = (
+    ('cache_size', int, 'continuous cache: the last N hidden states'),
+    ('cache_theta', float, 'continuous cache: attention inverse temperature'),
+    ('cache_lambda', float, 'continuous cache: its weight in [0, 1]'),
+    ('dynamic_lr', float, 'dynamic evaluation: step size'),
+    ('dynamic_decay', float, 'dynamic evaluation: pull towards the trained '
+     'weights (default 0)'),
+    ('dynamic_segment', int, 'dynamic evaluation: tokens per update '
+     '(default 5)'),
+    ('dynamic_epsilon', float, "rule 'rms': added to the gradients' rms "
+     '(default 0.001)'),
+    ('dynamic_stats_tokens', int, "rule 'rms': gather the gradient "
+     'statistics on the first N train tokens (default: all)'),
+)
+
+
+def _add_adaptation_arguments(parser):
+  group = parser.add_argument_group(
+      'adaptation while reading (lm_trax.adaptation); a comma-separated list '
+      'of values makes a search on --split valid')
+  group.add_argument('--dynamic_eval', choices=('sgd', 'rms'), default=None,
+                     help='dynamic evaluation with this update rule')
+  for name, _, description in _ADAPTATION_FLAGS:
+    group.add_argument(f'--{name}', default=None, metavar='V[,V...]',
+                       help=description)
+
+
+def _flag_values(args, name, kind):
+  """The values of a flag as a list ([None] if not given)."""
+  text = getattr(args, name)
+  if text is None:
+    return [None]
+  try:
+    return [kind(v) for v in text.split(',')]
+  except ValueError:
+    raise UserError(f'--{name} takes {kind.__name__} values separated by '
+                    f'commas, got {text!r}') from None
+
+
+def adaptation_from_args(args):
+  """The (Cache or None, Dynamic or None) points the command's flags ask
+  for: one, or every combination of the listed values (a search).
+
+  Raises:
+    UserError: for a partial or invalid choice.
+  """
+  from lm_trax import adaptation  # pylint: disable=g-import-not-at-top
+  given = {name: _flag_values(args, name, kind)
+           for name, kind, _ in _ADAPTATION_FLAGS}
+  cache_names = ('cache_size', 'cache_theta', 'cache_lambda')
+  if any(given[n] != [None] for n in cache_names):
+    missing = [f'--{n}' for n in cache_names if given[n] == [None]]
+    if missing:
+      raise UserError(f'the continuous cache needs --cache_size, '
+                      f'--cache_theta and --cache_lambda; missing '
+                      f'{", ".join(missing)} (choose them on valid)')
+    caches = [adaptation.Cache(*values) for values in
+              itertools.product(*(given[n] for n in cache_names))]
+  else:
+    caches = [None]
+  option_names = {'dynamic_decay': 'decay', 'dynamic_segment': 'segment',
+                  'dynamic_epsilon': 'epsilon',
+                  'dynamic_stats_tokens': 'statistics_tokens'}
+  if args.dynamic_eval is None:
+    if any(given[n] != [None] for n in ['dynamic_lr', *option_names]):
+      raise UserError('the --dynamic_* options need --dynamic_eval sgd|rms')
+    dynamics = [None]
+  elif given['dynamic_lr'] == [None]:
+    raise UserError('--dynamic_eval needs --dynamic_lr (choose it on valid)')
+  else:
+    dynamics = []
+    for lr, *values in itertools.product(
+        given['dynamic_lr'], *(given[n] for n in option_names)):
+      options = {option_names[n]: v for n, v in zip(option_names, values)
+                 if v is not None}
+      dynamics.append(adaptation.Dynamic(args.dynamic_eval, lr, **options))
+  return list(itertools.product(caches, dynamics))
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(
-      prog='python -m lm_trax.evaluate',
-      description='Exact perplexity of a trained run over a whole split.')
-  parser.add_argument('--output_dir', required=True, help='the run directory')
+  parser = cli.parser('lm_trax.evaluate',
+                      'Exact perplexity of a trained run over a whole split.')
+  cli.add_run_arguments(parser)
   parser.add_argument('--split', default='valid', choices=('train', 'valid',
                                                            'test'))
   parser.add_argument('--batch_size', type=int, default=None,
@@ -219,22 +331,31 @@ def main(argv=None):
   parser.add_argument('--data_dir', default=None,
                       help='data directory (default: the run\'s corpus '
                       'settings, LM_TRAX_DATA_DIR)')
-  parser.add_argument('--checkpoint', default='latest',
-                      help="'latest', 'best' (the best exact validation loss "
-                      'during training) or a step number')
-  parser.add_argument('--verbose', action='store_true')
+  _add_adaptation_arguments(parser)
   args = parser.parse_args(argv)
   try:
+    points = adaptation_from_args(args)
+    search = len(points) > 1
+    if search and args.split != 'valid':
+      raise UserError('a list of values is a search: run it with --split '
+                      'valid, then the chosen values once on test')
     started = time.time()
-    result = evaluate(args.output_dir, args.split, args.batch_size,
-                      args.data_dir, checkpoint=args.checkpoint)
+    report = (lambda r: print(r.line(), flush=True)) if search else None
+    results = evaluate_points(args.output_dir, points, args.split,
+                              args.batch_size, args.data_dir,
+                              checkpoint=args.checkpoint, report=report)
     seconds = time.time() - started
+    result = min(results, key=lambda r: r.loss)
     if result.unknown:
       print(f'{result.unknown} {result.level}s not in the vocabulary were '
             'scored as <unk>', file=sys.stderr)
-    print(f'{result.tokens:,} tokens in {seconds:.1f} s '
-          f'({result.tokens / seconds:,.0f} tokens/s including set-up)',
-          file=sys.stderr)
+    if search:
+      print(f'{len(results)} points in {seconds:.1f} s; the best on valid '
+            'is the last line', file=sys.stderr)
+    else:
+      print(f'{result.tokens:,} tokens in {seconds:.1f} s '
+            f'({result.tokens / seconds:,.0f} tokens/s including set-up)',
+            file=sys.stderr)
     print(result.line(), flush=True)
   except UserError as e:
     from lm_trax.errors import exit_with  # pylint: disable=g-import-not-at-top

@@ -34,7 +34,7 @@ not depend on length with jax's default partitionable threefry).
 From Python:
 
   sample_logits(logits (S, V), key, temperature, top_k, top_p) -> ids (S,)
-  make_sampler(model, length, ...) -> jitted fn(weights, state, prompt_ids
+  make_sampler(forward, length, ...) -> jitted fn(weights, state, prompt_ids
       (S, P), key) -> ids (S, length)
   sample(model, prompt_ids (S, P), length, key, ...) -> ids (S, length)
   generate(run, prompt, length, ...) -> list of S strings
@@ -44,7 +44,6 @@ sentences capitalized, one sentence per line); character-level samples are
 the text itself. --stop_at_eos cuts each sample at its first end-of-line id.
 """
 
-import argparse
 import re
 import secrets
 import sys
@@ -54,7 +53,8 @@ import jax
 from jax import numpy as jnp
 import numpy as np
 
-from lm_trax import layers
+from lm_trax import cli
+from lm_trax import inference
 from lm_trax import run_dir
 from lm_trax import vocab as vocab_lib
 from lm_trax.errors import exit_with
@@ -139,11 +139,12 @@ def _gumbel_noise(key, shape):
 
 # The compiled loop --------------------------------------------------------------
 
-def prime(model, weights, state, prompt_ids):
+def prime(forward, weights, state, prompt_ids):
   """Runs the prompt through the model once.
 
   Args:
-    model: a trax language model ((S, T) int32 ids -> (S, T, V) logits).
+    forward: the model's pure forward, (weights, state, ids (S, T)) ->
+      (logits (S, T, V), state) (lm_trax.inference.pure_forward).
     weights: the model's weights.
     state: the model's state to start from (zeros: a fresh start).
     prompt_ids: (S, P) int32 ids, P >= 1.
@@ -152,19 +153,20 @@ def prime(model, weights, state, prompt_ids):
     (logits (S, V) float32 scoring the token after the prompt, the state after
     the prompt).
   """
-  unused_rng = jax.random.PRNGKey(0)  # No dropout outside mode 'train'.
-  logits, state = model.pure_fn(prompt_ids, weights, state, unused_rng)
+  logits, state = forward(weights, state, prompt_ids)
   return logits[:, -1].astype(jnp.float32), state
 
 
-def make_sampler(model, length, temperature=1.0, top_k=None, top_p=None,
+def make_sampler(forward, length, temperature=1.0, top_k=None, top_p=None,
                  banned_ids=()):
   """Compiles priming plus `length` sampling steps into one function.
 
   Args:
-    model: a trax language model mapping (S, T) int32 ids to (S, T, V) logits
-      whose carried state continues a sequence from call to call (lm_trax
-      models with carry_state=True, in mode 'eval' or 'predict').
+    forward: a language model's pure forward, (weights, state, ids (S, T)
+      int32) -> (logits (S, T, V), state), whose state continues a sequence
+      from call to call (lm_trax.inference: Predictor.pure_forward, or
+      pure_forward(model) of an lm_trax model with carry_state=True in mode
+      'eval' or 'predict').
     length: number of tokens to generate (static: one compilation per length).
     temperature, top_k, top_p: as in `sample_logits`.
     banned_ids: ids never generated (e.g. padding).
@@ -185,10 +187,10 @@ def make_sampler(model, length, temperature=1.0, top_k=None, top_p=None,
     return sample_logits(logits, key, temperature, top_k, top_p)
 
   def advance(weights, state, ids):  # (S,) ids -> (logits (S, V), state)
-    return prime(model, weights, state, ids[:, None])
+    return prime(forward, weights, state, ids[:, None])
 
   def sample_all(weights, state, prompt_ids, key):
-    logits, state = prime(model, weights, state, prompt_ids)
+    logits, state = prime(forward, weights, state, prompt_ids)
     step_keys = jax.random.split(key, length)
 
     def step(carry, step_key):
@@ -226,45 +228,14 @@ def sample(model, prompt_ids, length, key, temperature=1.0, top_k=None,
     raise ValueError(f'prompt_ids must be (S, P) with P >= 1, got shape '
                      f'{prompt_ids.shape}')
   if state is None:
+    from lm_trax import layers  # pylint: disable=g-import-not-at-top  (trax)
     state = layers.zero_state_tree(model.state)
-  sampler = make_sampler(model, length, temperature, top_k, top_p, banned_ids)
+  sampler = make_sampler(inference.pure_forward(model), length, temperature,
+                         top_k, top_p, banned_ids)
   return np.asarray(sampler(model.weights, state, prompt_ids, key))
 
 
 # Text <-> ids ---------------------------------------------------------------------
-
-def encode_prompt(vocab, prompt):
-  """A prompt's token ids, and the words that had to become <unk>.
-
-  Word level: words are split on whitespace, a line break is <eos>; a word
-  missing from the vocabulary whose lowercase form is in it is lowercased
-  (PTB is lowercase), any other becomes <unk>. Character level: every
-  character must be in the vocabulary.
-
-  Args:
-    vocab: the run's lm_trax.vocab.Vocab.
-    prompt: text, possibly empty.
-
-  Returns:
-    (ids (P,) int32, unknown: the prompt's words read as <unk>, in order).
-
-  Raises:
-    UserError: naming the prompt's characters outside a char vocabulary.
-  """
-  if vocab.level == 'char':
-    missing = sorted(set(c for c in prompt if c not in vocab.ids))
-    if missing:
-      shown = ', '.join(repr(c) for c in missing)
-      raise UserError(f'the prompt has {len(missing)} character(s) the model '
-                      f'does not know: {shown}; remove them (the vocabulary '
-                      f'has {vocab.size - 1} characters)')
-    return vocab.encode(prompt), []
-  tokens = vocab.split(prompt)
-  if not prompt.endswith('\n') and tokens:
-    tokens = tokens[:-1]  # vocab.split ends every line with <eos>.
-  unknown = [t for t in tokens if not vocab.knows(t)]
-  return vocab.encode_tokens(tokens, unknown='map'), unknown
-
 
 def cut_at_eos(ids, eos_id):
   """(L,) ids up to (not including) the first eos_id; all of them if none."""
@@ -342,16 +313,19 @@ def generate(run, prompt='', length=200, temperature=1.0, top_k=None,
   key = _key(seed)
   prompt = prompt or ''
   vocab = run.vocab
-  prompt_ids, unknown = encode_prompt(vocab, prompt)
+  prompt_ids, unknown = inference.encode_prompt(vocab, prompt)
   if unknown:
     shown = ', '.join(repr(w) for w in dict.fromkeys(unknown))
     _log(f'warning: {len(unknown)} prompt word(s) not in the vocabulary are '
          f'read as {vocab_lib.UNK}: {shown}')
-  primer = np.concatenate([[vocab.eos_id], prompt_ids]).astype(np.int32)
-  model = run.model(mode='predict', batch_size=num_samples, seq_len=1)
+  primer = inference.primed(vocab.eos_id, prompt_ids)
+  predictor = run.predictor()
   started = time.time()
-  ids = sample(model, np.tile(primer, (num_samples, 1)), length, key,
-               temperature, top_k, top_p, banned_ids=(vocab_lib.PAD_ID,))
+  sampler = make_sampler(predictor.pure_forward, length, temperature, top_k,
+                         top_p, banned_ids=(vocab_lib.PAD_ID,))
+  ids = np.asarray(sampler(predictor.weights,
+                           predictor.fresh_state(num_samples),
+                           np.tile(primer, (num_samples, 1)), key))
   seconds = time.time() - started
   _log(f'{num_samples} x {length} {vocab.level}s in {seconds:.1f} s '
        f'(compilation included)')
@@ -383,10 +357,9 @@ def _write_samples(samples, out=None):
 
 def main(argv=None):
   """The command line (console script lm-trax-generate)."""
-  parser = argparse.ArgumentParser(
-      prog='python -m lm_trax.generate',
-      description='Sample text from a trained run directory.')
-  parser.add_argument('--output_dir', required=True, help='the run directory')
+  parser = cli.parser('lm_trax.generate',
+                      'Sample text from a trained run directory.')
+  cli.add_run_arguments(parser)
   parser.add_argument('--prompt', default='',
                       help="text to continue (bash: --prompt $'ROMEO:\\n' for "
                       'a line break); default: start a fresh line')
@@ -403,16 +376,11 @@ def main(argv=None):
                       'probabilities sum to p, in (0, 1]')
   parser.add_argument('--num_samples', type=int, default=1,
                       help='samples to draw, in parallel (one batch)')
-  parser.add_argument('--checkpoint', default='latest',
-                      help="'latest', 'best' (the best exact validation loss "
-                      'during training) or a step number')
   parser.add_argument('--seed', type=int, default=None,
                       help='PRNG seed (default: a random one, logged)')
   parser.add_argument('--stop_at_eos', action='store_true',
                       help='end each sample at its first end of line '
                       '(characters) or sentence (words)')
-  parser.add_argument('--verbose', action='store_true',
-                      help='show tracebacks')
   args = parser.parse_args(argv)
   try:
     check_options(args.length, args.temperature, args.top_k, args.top_p,

@@ -33,6 +33,7 @@ import functools
 import jax
 from jax import numpy as jnp
 import numpy as np
+from lm_trax import compat  # pylint: disable=unused-import,g-bad-import-order  (before trax)
 from trax import layers as tl
 from trax import shapes
 from trax.layers import base

@@ -20,6 +20,7 @@ loss). Same function, same gradient, within float rounding
 
 import jax
 from jax import numpy as jnp
+from lm_trax import compat  # pylint: disable=unused-import,g-bad-import-order  (before trax)
 from trax import layers as tl
 
 

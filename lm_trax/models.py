@@ -14,11 +14,12 @@ Shared hyperparameters: vocab_size, d_model, n_layers, dropout, mode
 ('train' | 'eval' | 'predict'; dropout is active only in 'train'), plus
 carry_state (keep the recurrent state / NPLM context across batches) and
 init_scale (uniform(-s, s) for every weight, as Zaremba et al.; None keeps
-trax's defaults). Models never import gin: lm_trax/__init__.py registers them.
+trax's defaults). Models never import gin: lm_trax.configurables registers them.
 """
 
 import numbers
 
+from lm_trax import compat  # pylint: disable=unused-import,g-bad-import-order  (before trax)
 from trax import layers as tl
 
 from lm_trax import layers

@@ -6,6 +6,7 @@ Optimizer.tree_update before calling update), then w <- w - lr * g: the
 update of torch.optim.SGD that AWD-LSTM trains with (1.2e-6 on PTB).
 """
 
+from lm_trax import compat  # pylint: disable=unused-import,g-bad-import-order  (before trax)
 import trax
 
 

@@ -3,25 +3,25 @@
   python -m lm_trax.plot RUN [RUN ...] [--out curves.png] [--metric ppl|loss]
 
 writes one PNG with a curve per run and kind of record (see
-`lm_trax.training.MetricsLog`), one colour per run, labeled by the run
+`lm_trax.run_dir.MetricsLog`), one colour per run, labeled by the run
 directory's name:
 
   train  solid    mean training loss/perplexity over each logging interval
   valid  dashed   exact perplexity over the whole validation split
   eval   dotted   trax's sampled-window eval (n_eval_batches windows)
 
-Perplexity is drawn on a log scale. `lm_trax.sweep` draws its curves.png with
-the same function.
+Perplexity is drawn on a log scale. A sweep's report (`lm_trax.sweep_report`)
+draws its curves.png with the same function.
 """
 
-import argparse
 import pathlib
 
 from matplotlib import ticker
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from lm_trax import training
+from lm_trax import cli
+from lm_trax import run_dir as run_dir_lib
 from lm_trax.errors import UserError, exit_with
 
 KINDS = ('train', 'valid', 'eval')
@@ -38,11 +38,11 @@ def read_records(run_dir):
   run_dir = pathlib.Path(run_dir)
   if not run_dir.is_dir():
     raise UserError(f'run directory {run_dir} does not exist')
-  records = training.MetricsLog.read(run_dir)
+  records = run_dir_lib.MetricsLog.read(run_dir)
   if not records:
     raise UserError(f'{run_dir} has no metrics records '
-                    f'({training.MetricsLog.FILENAME}); is it a run directory '
-                    'of train.py that has logged at least once?')
+                    f'({run_dir_lib.MetricsLog.FILENAME}); is it a run '
+                    'directory of train.py that has logged at least once?')
   return records
 
 
@@ -111,18 +111,15 @@ def run_labels(run_dirs):
 
 def main(argv=None):
   """Command line: python -m lm_trax.plot RUN [RUN ...] [--out FILE.png]."""
-  parser = argparse.ArgumentParser(
-      prog='python -m lm_trax.plot',
-      description='Plot training and validation curves of runs from their '
-      'metrics.jsonl.')
+  parser = cli.parser('lm_trax.plot', 'Plot training and validation curves of '
+                      'runs from their metrics.jsonl.')
   parser.add_argument('runs', nargs='+', metavar='RUN',
                       help='run directories written by train.py')
   parser.add_argument('--out', default='curves.png',
                       help='the PNG to write (default: curves.png)')
   parser.add_argument('--metric', default='ppl', choices=('ppl', 'loss'),
                       help='perplexity (log scale) or loss in nats per token')
-  parser.add_argument('--verbose', action='store_true',
-                      help='show tracebacks for user errors')
+  cli.add_verbose_argument(parser)
   args = parser.parse_args(argv)
   try:
     runs = list(zip(run_labels(args.runs), map(read_records, args.runs)))

@@ -1,22 +1,113 @@
-"""One place that opens a run directory for evaluation, scoring and generation.
+"""A run directory: the one place its files are named, read and written.
 
-A run directory written by train() holds the operative gin config
-(config.gin), the vocabulary (vocab.json) and the trax checkpoint
-(model.pkl.gz); nothing else, in particular no corpus, is needed to rebuild
-the trained model.
+train() writes, and every command that uses a trained model reads:
+
+  config.gin                       the operative gin config (`write_config`)
+  vocab.json                       the vocabulary (lm_trax.vocab)
+  model.json                       the model's layers, weight shapes and
+                                   optimizer (`read/write_model_description`)
+  metrics.jsonl                    one JSON record per log/eval (`MetricsLog`),
+                                   appended across resumes
+  checkpoints/step-NNNNNNNN/       trax checkpoint files, the pointers latest
+                                   and best, NT-ASGD's averaged weights
+                                   (lm_trax.checkpoints, lm_trax.averaging)
+  train/ eval/                     TensorBoard event files (trax)
+
+`Run` opens one for evaluation, scoring, generation and the Python API:
+nothing else, in particular no corpus, is needed to rebuild the trained
+model. This module imports neither trax nor TensorFlow (plot and sweep
+reports read metrics without them); `Run` imports them when it builds a model.
 """
 
+import inspect
+import json
 import pathlib
+import time
 
-import jax
-import numpy as np
-from trax import shapes
-
-from lm_trax import averaging
 from lm_trax import checkpoints
 from lm_trax import config
+from lm_trax import files
 from lm_trax import vocab as vocab_lib
 from lm_trax.errors import UserError
+
+CONFIG_FILE = 'config.gin'
+MODEL_FILE = 'model.json'
+
+
+def write_config(output_dir, operative_config, corpus, batching):
+  """Writes config.gin, atomically: gin's operative config, then the settings
+  of the corpus and the batching train() used (they may have been passed in
+  rather than configured), which `Run` reads back. The data directory is not
+  recorded: a run is evaluated with the data where it is then (--data_dir,
+  LM_TRAX_DATA_DIR)."""
+  lines = [operative_config.rstrip('\n'), '',
+           '# The corpus and batching of this run, as train() used them.']
+  for obj, skip in ((corpus, ('data_dir',)), (batching, ())):
+    for name, value in _constructor_settings(obj).items():
+      if name not in skip:
+        lines.append(f'{type(obj).__name__}.{name} = {value!r}')
+  files.write_text_atomically(pathlib.Path(output_dir) / CONFIG_FILE,
+                              '\n'.join(lines) + '\n')
+
+
+def _constructor_settings(obj):
+  """{parameter: the object's attribute of that name} for obj's __init__."""
+  signature = inspect.signature(type(obj).__init__)
+  return {name: getattr(obj, name) for name in signature.parameters
+          if name != 'self'}
+
+
+def read_model_description(output_dir):
+  """model.json as a dict, or None in a new run directory."""
+  path = pathlib.Path(output_dir) / MODEL_FILE
+  if not path.exists():
+    return None
+  return json.loads(path.read_text(encoding='utf-8'))
+
+
+def write_model_description(output_dir, description):
+  """Writes model.json: {'model': [lines], 'weight_shapes', 'optimizer'}."""
+  files.write_text_atomically(pathlib.Path(output_dir) / MODEL_FILE,
+                              json.dumps(description, indent=1))
+
+
+class MetricsLog:
+  """Appends records to <run>/metrics.jsonl, one JSON object per line:
+
+    {"step": 1000, "kind": "train", "loss": 4.9, "ppl": 134.3, "lr": 1.0,
+     "tokens_per_sec": 3500.0, "time": <unix seconds>}
+
+  kind: 'train' (mean training loss since the previous record), 'eval'
+  (trax's sampled-window EvalTask: loss, ppl, accuracy) or 'valid' (exact
+  perplexity over the whole validation split). Loss is in nats per token. A
+  resumed run appends; readers keep the last record per (kind, step).
+  """
+
+  FILENAME = 'metrics.jsonl'
+
+  def __init__(self, output_dir):
+    self.path = pathlib.Path(output_dir) / self.FILENAME
+
+  def write(self, step, kind, **values):
+    record = {'step': int(step), 'kind': kind}
+    record.update({k: float(v) for k, v in values.items()})
+    record['time'] = time.time()
+    with open(self.path, 'a', encoding='utf-8') as f:
+      f.write(json.dumps(record) + '\n')
+
+  @staticmethod
+  def read(output_dir):
+    """Records of a run, the last one per (kind, step), in step order."""
+    path = pathlib.Path(output_dir) / MetricsLog.FILENAME
+    if not path.exists():
+      return []
+    latest = {}
+    for line in path.read_text(encoding='utf-8').splitlines():
+      if line.strip():
+        record = json.loads(line)
+        latest[(record['kind'], record['step'])] = record
+    return sorted(latest.values(), key=lambda r: (r['step'], r['kind']))
+
 
 class Run:
   """A trained run: its vocabulary, config and a way to build its model.
@@ -44,17 +135,19 @@ class Run:
               if isinstance(checkpoint, int) else f'{checkpoint} checkpoint')
       raise UserError(f'{self.output_dir} has no {what}; it has '
                       f'{checkpoints.describe(self.output_dir)}')
-    if not (self.output_dir / 'config.gin').is_file():
-      raise UserError(f'{self.output_dir}/config.gin is missing: '
+    if not (self.output_dir / CONFIG_FILE).is_file():
+      raise UserError(f'{self.output_dir}/{CONFIG_FILE} is missing: '
                       f'{self.output_dir} is not a run directory of train.py')
     self.vocab = vocab_lib.Vocab.load(self.output_dir)
     from lm_trax import corpora  # pylint: disable=g-import-not-at-top
     from lm_trax import data  # pylint: disable=g-import-not-at-top
-    with config.isolated():
-      config.parse([str(self.output_dir / 'config.gin')])
+    from lm_trax import compat  # pylint: disable=g-import-not-at-top
+    with compat.gin_isolated():
+      config.parse([str(self.output_dir / CONFIG_FILE)])
       self._model_fn = config.bound_model('train.model')
       self._batching_settings = config.settings(data.Batching)
       self._corpus_settings = config.settings(corpora.Corpus)
+    self._predictor = None
 
   def batching(self):
     """The run's Batching."""
@@ -69,12 +162,30 @@ class Run:
       settings['data_dir'] = data_dir
     return corpora.Corpus(**settings)
 
-  def model(self, mode='eval', batch_size=1, seq_len=1, carry_state=True):
-    """The trained model, weights loaded, for inputs (batch_size, seq_len).
+  def predictor(self):
+    """The trained model as an lm_trax.inference.Predictor: what every
+    command runs. Built once per Run (weights loaded, jitted functions kept).
 
     Raises:
       UserError: if the checkpoint's weights do not fit the configured model.
     """
+    if self._predictor is None:
+      from lm_trax import inference  # pylint: disable=g-import-not-at-top
+      self._predictor = inference.Predictor(self._model_fn, self.vocab,
+                                            self.model().weights)
+    return self._predictor
+
+  def model(self, mode='eval', batch_size=1, seq_len=1, carry_state=True):
+    """The trained trax model, weights loaded (NT-ASGD's average once
+    averaging started), state fresh for inputs (batch_size, seq_len).
+
+    Raises:
+      UserError: if the checkpoint's weights do not fit the configured model.
+    """
+    import jax  # pylint: disable=g-import-not-at-top
+    import numpy as np  # pylint: disable=g-import-not-at-top
+    from trax import shapes  # pylint: disable=g-import-not-at-top
+    from lm_trax import averaging  # pylint: disable=g-import-not-at-top
     model = self._model_fn(vocab_size=self.vocab.size, mode=mode,
                            carry_state=carry_state)
     signature = shapes.ShapeDtype((batch_size, seq_len), np.int32)
@@ -85,14 +196,14 @@ class Run:
                            input_signature=signature)
     except Exception as e:  # pylint: disable=broad-except
       raise UserError(f'cannot load {self.checkpoint} into the model of '
-                      f'{self.output_dir}/config.gin ({type(e).__name__}: '
-                      f'{e}); was config.gin edited?') from e
+                      f'{self.output_dir}/{CONFIG_FILE} ({type(e).__name__}: '
+                      f'{e}); was {CONFIG_FILE} edited?') from e
     loaded = [np.shape(w) for w in jax.tree_util.tree_leaves(model.weights)]
     if loaded != expected:
       raise UserError(f'the checkpoint {self.checkpoint} does not fit the '
-                      f'model in {self.output_dir}/config.gin (weight shapes '
-                      f'{loaded[:3]}... vs {expected[:3]}...); was config.gin '
-                      'edited?')
+                      f'model in {self.output_dir}/{CONFIG_FILE} (weight '
+                      f'shapes {loaded[:3]}... vs {expected[:3]}...); was '
+                      f'{CONFIG_FILE} edited?')
     averaged = averaging.load(self.checkpoint.parent, model.weights)
     if averaged is not None:  # NT-ASGD: the averaged weights are the model.
       model.weights = averaged[1]

@@ -15,16 +15,15 @@ This is the building block for comparing texts (classification by
 likelihood) and for autocomplete (--next: the k most likely next tokens).
 """
 
-import argparse
 import dataclasses
 import json
 import math
 import sys
 
-import jax
 import numpy as np
 
-from lm_trax import evaluate
+from lm_trax import cli
+from lm_trax import inference
 from lm_trax.errors import UserError
 
 
@@ -75,10 +74,7 @@ def score_lines(run, lines, skip_unknown=False, batch_size=32):
     encoded.append(vocab.encode(text, unknown=policy))
   if not lines:
     return []
-  model = run.model(mode='eval', batch_size=batch_size, seq_len=16,
-                    carry_state=False)
-  sums, counts = evaluate.lines_log_probs(model, encoded, vocab.eos_id,
-                                          batch_size)
+  sums, counts = run.predictor().lines_log_probs(encoded, batch_size)
   return [LineScore(line, float(s), int(c), u)
           for line, s, c, u in zip(lines, sums, counts, unknowns)]
 
@@ -86,21 +82,15 @@ def score_lines(run, lines, skip_unknown=False, batch_size=32):
 def next_tokens(run, prompt, top_k=5, skip_unknown=False):
   """The top_k most likely tokens after `prompt`: [(token, probability)].
 
-  The prompt is primed with the end-of-line token like a line start; for word
-  models it is split into words (no <eos> is added at its end).
+  The prompt is read as `lm_trax.inference.encode_prompt` reads it (an
+  unfinished last line gets no <eos>) and primed like every text.
   """
   if top_k < 1:
     raise UserError(f'--top_k must be >= 1, got {top_k}')
   vocab = run.vocab
-  tokens = prompt.split() if vocab.level == 'word' else list(prompt)
-  ids = vocab.encode_tokens(tokens, unknown=_unknown_policy(vocab, skip_unknown))
-  inputs = np.concatenate([[vocab.eos_id], ids]).astype(np.int32)[None]
-  model = run.model(mode='eval', batch_size=1, seq_len=inputs.shape[1],
-                    carry_state=False)
-  logits, _ = model.pure_fn(inputs, model.weights, model.state,
-                            jax.random.PRNGKey(0))
-  probs = np.array(jax.nn.softmax(logits[0, -1].astype(np.float32)))
-  probs[0] = 0.0  # Padding is never a next token.
+  ids, _ = inference.encode_prompt(vocab, prompt,
+                                   _unknown_policy(vocab, skip_unknown))
+  probs = run.predictor().next_token_probs(ids)
   best = np.argsort(-probs, kind='stable')[:min(top_k, vocab.size - 1)]
   return [(vocab.tokens[i], float(probs[i])) for i in best]
 
@@ -118,22 +108,18 @@ def _read_lines(source):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(
-      prog='python -m lm_trax.score',
-      description='Per-line log-probabilities, or the most likely next tokens.')
+  parser = cli.parser(
+      'lm_trax.score',
+      'Per-line log-probabilities, or the most likely next tokens.')
   parser.add_argument('file', nargs='?', default='-',
                       help='text to score, one item per line (- for stdin)')
-  parser.add_argument('--output_dir', required=True, help='the run directory')
+  cli.add_run_arguments(parser)
   parser.add_argument('--next', default=None, metavar='PROMPT',
                       help='print the most likely next tokens after PROMPT')
   parser.add_argument('--top_k', type=int, default=5)
-  parser.add_argument('--checkpoint', default='latest',
-                      help="'latest', 'best' (the best exact validation loss "
-                      'during training) or a step number')
   parser.add_argument('--json', action='store_true', help='JSON lines output')
   parser.add_argument('--skip_unknown', action='store_true',
                       help='drop tokens outside the vocabulary')
-  parser.add_argument('--verbose', action='store_true')
   args = parser.parse_args(argv)
   try:
     from lm_trax import run_dir  # pylint: disable=g-import-not-at-top

@@ -11,7 +11,7 @@ import pytest
 # count and time compilations. Set before lm_trax is imported.
 os.environ['LM_TRAX_JAX_CACHE'] = 'off'
 
-import lm_trax  # pylint: disable=unused-import,wrong-import-position  (applies the trax fixes first)
+from lm_trax import configurables  # pylint: disable=unused-import,wrong-import-position  (trax fixes, gin names)
 
 # Compile fast: tests check behaviour, not speed (as flax's examples do).
 jax.config.update('jax_disable_most_optimizations', True)

@@ -7,11 +7,13 @@ import subprocess
 import sys
 import textwrap
 
+import gin
 import jax
 import numpy as np
 import pytest
 
 from lm_trax import compat
+from lm_trax.errors import UserError
 
 
 def test_a_tree_unflatten_with_array_leaves():
@@ -118,3 +120,35 @@ def test_b_multi_device_loop_and_quiet_import(tmp_path):
            if 'Warning' in line or 'warning' in line or 'cuda' in line
            or 'oneDNN' in line or 'Gym' in line]
   assert not noise, noise
+
+
+def test_e_trax_gin_names_do_not_shadow_lm_traxs():
+  from gin import config as gin_config  # pylint: disable=g-import-not-at-top
+  from lm_trax import config  # pylint: disable=g-import-not-at-top
+  registry = gin_config._REGISTRY  # pylint: disable=protected-access
+  shadowed = {s: compat.ORIGINALS[s] for s in compat._SHADOWED_TRAX_CONFIGURABLES}  # pylint: disable=protected-access
+  bindings = ['train.n_steps = 3', 'GRULM.d_model = 8', 'RNNLM.n_layers = 1']
+  for selector, entry in shadowed.items():  # As trax leaves them.
+    registry[selector] = entry
+  try:
+    for binding in bindings:
+      with pytest.raises(UserError, match='Ambiguous selector'):
+        config.parse([], [binding])
+  finally:
+    for selector in shadowed:
+      registry.pop(selector)
+  config.parse([], bindings)  # With the fix: lm_trax's names.
+  assert gin.query_parameter('train.n_steps') == 3
+
+
+def test_f_gin_isolated_restores_the_callers_configuration():
+  from lm_trax import config  # pylint: disable=g-import-not-at-top
+  config.parse([], ['train.n_steps = 3'])
+  config.parse([], ['train.n_steps = 7'])  # Without isolation: replaced.
+  assert gin.query_parameter('train.n_steps') == 7
+  with compat.gin_isolated():
+    config.parse([], ['train.n_steps = 11', 'LSTMLM.d_model = 5'])
+    assert gin.query_parameter('train.n_steps') == 11
+  assert gin.query_parameter('train.n_steps') == 7
+  with pytest.raises(ValueError):
+    gin.query_parameter('LSTMLM.d_model')

@@ -42,8 +42,7 @@ def _brute_force_log_probs(run, ids):
 def test_stream_log_probs_equal_brute_force(which, request):
   run = run_dir.Run(request.getfixturevalue(which))
   ids = run.vocab.encode('the cat sees the ball\na dog likes a tree\n')
-  model = run.model(mode='eval', batch_size=1, seq_len=5)
-  fast = evaluate.stream_log_probs(model, ids, run.vocab.eos_id, chunk_len=5)
+  fast = run.predictor().stream_log_probs(ids, chunk_len=5)
   np.testing.assert_allclose(fast, _brute_force_log_probs(run, ids),
                              rtol=1e-5, atol=1e-5)
 
@@ -146,8 +145,7 @@ def test_bad_arguments_are_one_line_errors(word_run, tmp_path, capsys):
 
 
 def test_the_best_checkpoint_scores_the_best_logged_validation_loss(word_run):
-  from lm_trax import training  # pylint: disable=g-import-not-at-top
-  valid = [r['loss'] for r in training.MetricsLog.read(word_run)
+  valid = [r['loss'] for r in run_dir.MetricsLog.read(word_run)
            if r['kind'] == 'valid']
   assert valid
   best = evaluate.evaluate(word_run, 'valid', progress=False,

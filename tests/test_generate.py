@@ -10,6 +10,7 @@ from trax import layers as tl
 from trax.layers import base
 
 from lm_trax import generate
+from lm_trax import inference
 from lm_trax import layers
 from lm_trax import run_dir
 from lm_trax.errors import UserError
@@ -208,13 +209,14 @@ def _allclose_trees(a, b):
 def test_priming_equals_running_the_prompt_through_the_model_in_eval_mode(
     which, prompt, request):
   run = run_dir.Run(request.getfixturevalue(which))
-  ids, _ = generate.encode_prompt(run.vocab, prompt)
+  ids, _ = inference.encode_prompt(run.vocab, prompt)
   primer = np.concatenate([[run.vocab.eos_id], ids]).astype(np.int32)[None]
   eval_model = run.model(mode='eval', batch_size=1, seq_len=primer.shape[1])
   expected_logits, expected_state = eval_model.pure_fn(
       primer, eval_model.weights, eval_model.state, jax.random.PRNGKey(0))
   model = run.model(mode='predict', batch_size=1, seq_len=1)
-  logits, state = jax.jit(lambda w, s, p: generate.prime(model, w, s, p))(
+  logits, state = jax.jit(lambda w, s, p: generate.prime(
+      inference.pure_forward(model), w, s, p))(
       model.weights, model.state, primer)
   np.testing.assert_allclose(logits, expected_logits[:, -1], rtol=1e-5,
                              atol=1e-5)

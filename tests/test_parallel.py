@@ -21,6 +21,7 @@ import pytest
 
 from lm_trax import data
 from lm_trax import parallel
+from lm_trax import run_dir
 from lm_trax import training
 from lm_trax import vocab as vocab_lib
 from lm_trax.errors import UserError
@@ -30,7 +31,8 @@ GIN_FILES = [str(REPO / 'gin' / 'ptb_lstm.gin'), str(REPO / 'gin' / 'tiny.gin')]
 CONTIGUOUS = ['train.checkpoint_every = 2']  # tiny.gin: 4 rows, eval each step.
 # Gradient ascent makes the second exact validation (step 2) worse than the
 # first: NT-ASGD (nonmono 0) averages steps 3 and 4, across the resume.
-REGULARIZED = ['train.nt_asgd_nonmono = 0', 'train.exact_eval_every = 1',
+REGULARIZED = ['train.lr_schedule = @constant_lr',
+               'train.nt_asgd_nonmono = 0', 'train.exact_eval_every = 1',
                'train.checkpoint_every = 2', 'constant_lr.learning_rate = -1.0']
 LINES = ["Batching.kind = 'lines'", 'Batching.boundaries = (8,)',
          'Batching.batch_sizes = (3, 1)', 'Batching.max_length = 16',
@@ -43,7 +45,7 @@ def _bindings(data_dir, extra):
 
 
 def _losses(output_dir, kind, steps=None):
-  return {r['step']: r['loss'] for r in training.MetricsLog.read(output_dir)
+  return {r['step']: r['loss'] for r in run_dir.MetricsLog.read(output_dir)
           if r['kind'] == kind and (steps is None or r['step'] in steps)}
 
 

@@ -20,6 +20,7 @@ from lm_trax import evaluate
 from lm_trax import layers
 from lm_trax import models
 from lm_trax import optimizers
+from lm_trax import run_dir
 from lm_trax import training
 
 GIN_DIR = pathlib.Path(__file__).resolve().parent.parent / 'gin'
@@ -294,7 +295,7 @@ def test_evaluation_uses_the_averaged_weights(use_tiny_data, tmp_path):
   for a, b in zip(mean, _leaves(model.weights)):
     np.testing.assert_array_equal(a, b)
   # The last exact validation scored the average too: evaluate agrees.
-  last_valid = [r for r in training.MetricsLog.read(tmp_path)
+  last_valid = [r for r in run_dir.MetricsLog.read(tmp_path)
                 if r['kind'] == 'valid'][-1]
   result = evaluate.evaluate(tmp_path, 'valid', progress=False)
   assert result.loss == pytest.approx(last_valid['loss'], rel=1e-5)
@@ -302,7 +303,7 @@ def test_evaluation_uses_the_averaged_weights(use_tiny_data, tmp_path):
 
 def test_penalties_are_logged_beside_the_plain_loss(use_tiny_data, tmp_path):
   _train(tmp_path, 4)
-  train_records = [r for r in training.MetricsLog.read(tmp_path)
+  train_records = [r for r in run_dir.MetricsLog.read(tmp_path)
                    if r['kind'] == 'train']
   assert train_records and all(r['penalty'] > 0 for r in train_records)
   for record in train_records:

@@ -16,6 +16,8 @@ from trax import layers as tl
 
 from lm_trax import checkpoints
 from lm_trax import config
+from lm_trax import loop as loop_lib
+from lm_trax import run_dir
 from lm_trax import training
 from lm_trax.errors import UserError
 
@@ -74,7 +76,7 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(
     use_tiny_data, tmp_path):
   sgd = ['train.optimizer = @trax.optimizers.SGD']
   _train(tmp_path, sgd + ['train.n_steps = 2'])
-  with pytest.raises(training.Diverged, match='NaN or infinite by step') as e:
+  with pytest.raises(loop_lib.Diverged, match='NaN or infinite by step') as e:
     _train(tmp_path, sgd + ['train.n_steps = 6',
                             'constant_lr.learning_rate = 1e38'])
   diverged_at = int(str(e.value).split('by step ')[1].split(';')[0])
@@ -151,7 +153,7 @@ def test_the_same_seed_gives_identical_losses(use_tiny_data, tmp_path):
   losses = []
   for name in ('a', 'b'):
     _train(tmp_path / name, every_step)
-    losses.append([r['loss'] for r in training.MetricsLog.read(tmp_path / name)
+    losses.append([r['loss'] for r in run_dir.MetricsLog.read(tmp_path / name)
                    if r['kind'] == 'train'])
   assert len(losses[0]) == 100
   assert losses[0] == losses[1]

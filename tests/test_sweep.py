@@ -1,4 +1,5 @@
-"""lm_trax.sweep: grids, point names, skip/resume, failures, the report."""
+"""lm_trax.sweep, sweep_grid, sweep_run, sweep_report: grids, point names,
+skip/resume, failures, the report."""
 
 import csv
 import json
@@ -12,7 +13,12 @@ import gin
 import pytest
 
 from lm_trax import config
+from lm_trax import run_dir
+from lm_trax import signals
 from lm_trax import sweep
+from lm_trax import sweep_grid
+from lm_trax import sweep_report
+from lm_trax import sweep_run
 from lm_trax import training
 from lm_trax.errors import UserError
 
@@ -31,7 +37,7 @@ def _names(points):
 
 
 def test_the_grid_is_the_product_with_the_first_parameter_slowest():
-  points = sweep.expand(sweep.make_grid(sweep_flags=WIDTH_X_DROPOUT))
+  points = sweep_grid.expand(sweep_grid.make_grid(sweep_flags=WIDTH_X_DROPOUT))
   assert len(points) == 3 * 2 * 1
   assert [p.bindings[:2] for p in points] == [
       ['LSTMLM.d_model = 100', 'LSTMLM.dropout = 0.0'],
@@ -45,21 +51,21 @@ def test_the_grid_is_the_product_with_the_first_parameter_slowest():
 
 
 def test_point_names_are_readable_unique_and_stable():
-  points = sweep.expand(sweep.make_grid(sweep_flags=WIDTH_X_DROPOUT))
+  points = sweep_grid.expand(sweep_grid.make_grid(sweep_flags=WIDTH_X_DROPOUT))
   # Named after the params that vary; train.n_steps is the same for all.
   assert points[1].name == 'LSTMLM.d_model=100,LSTMLM.dropout=0.5'
   assert len(set(_names(points))) == len(points)
   assert _names(points) == _names(
-      sweep.expand(sweep.make_grid(sweep_flags=WIDTH_X_DROPOUT)))
+      sweep_grid.expand(sweep_grid.make_grid(sweep_flags=WIDTH_X_DROPOUT)))
   # More values for the swept params keep the names.
-  wider = sweep.expand(sweep.make_grid(sweep_flags=[
+  wider = sweep_grid.expand(sweep_grid.make_grid(sweep_flags=[
       'LSTMLM.d_model = [50, 100, 200, 400, 800]',
       'LSTMLM.dropout = [0.0, 0.25, 0.5]', 'train.n_steps = [1000]']))
   assert set(_names(points)) < set(_names(wider))
 
 
 def test_point_names_are_file_safe_even_for_awkward_values():
-  points = sweep.expand(sweep.make_grid(sweep_flags=[
+  points = sweep_grid.expand(sweep_grid.make_grid(sweep_flags=[
       "Corpus.name = ['a b', 'a_b', 'data/my corpus']",
       'train.optimizer = [@trax.optimizers.SGD, @trax.optimizers.Adam]',
       'Batching.boundaries = [(8, 16), (32,)]']))
@@ -71,7 +77,7 @@ def test_point_names_are_file_safe_even_for_awkward_values():
   assert names[0].startswith('Corpus.name=a_b,') and names[0][-9] == '-'
   assert names[4].startswith('Corpus.name=a_b,') and names[4][-9] == '-'
   assert all(not set(name) & set('/ \'"@()[]') for name in names)
-  long = sweep.expand([('Corpus.name', [repr('x' * 300)])])[0].name
+  long = sweep_grid.expand([('Corpus.name', [repr('x' * 300)])])[0].name
   assert len(long) <= 150
 
 
@@ -89,17 +95,17 @@ def test_a_yaml_grid_and_sweep_flags_give_the_same_grid(tmp_path):
            'constant_lr.learning_rate = [0.001, 1e-2]',
            'train.optimizer = [@trax.optimizers.SGD, @trax.optimizers.Adam]',
            "Corpus.name = ['ptb']"]
-  from_yaml = sweep.make_grid(grid_file=grid_file)
-  from_flags = sweep.make_grid(sweep_flags=flags)
+  from_yaml = sweep_grid.make_grid(grid_file=grid_file)
+  from_flags = sweep_grid.make_grid(sweep_flags=flags)
   assert from_yaml == from_flags
-  assert sweep.expand(from_yaml) == sweep.expand(from_flags)
-  assert sweep.expand(from_yaml)[0].bindings == [
+  assert sweep_grid.expand(from_yaml) == sweep_grid.expand(from_flags)
+  assert sweep_grid.expand(from_yaml)[0].bindings == [
       'LSTMLM.d_model = 100', 'LSTMLM.dropout = 0.0',
       'constant_lr.learning_rate = 0.001',
       'train.optimizer = @trax.optimizers.SGD', "Corpus.name = 'ptb'"]
   # Every point's bindings are valid gin for the PTB LSTM config.
-  grid_sweep = sweep.Sweep([PTB_LSTM], [], from_yaml)
-  sweep.check_configs(grid_sweep, grid_sweep.points())
+  grid_sweep = sweep_run.Sweep([PTB_LSTM], [], from_yaml)
+  sweep_run.check_configs(grid_sweep, grid_sweep.points())
 
 
 @pytest.mark.parametrize('gin_file, grid_file, varying', [
@@ -110,12 +116,12 @@ def test_a_yaml_grid_and_sweep_flags_give_the_same_grid(tmp_path):
 ])
 def test_the_shipped_grids_parse_with_their_configs(gin_file, grid_file,
                                                     varying):
-  grid = sweep.load_grid_file(grid_file)
-  shipped = sweep.Sweep([gin_file], [], grid)
+  grid = sweep_grid.load_grid_file(grid_file)
+  shipped = sweep_run.Sweep([gin_file], [], grid)
   points = shipped.points()
   assert len(points) == 4
-  assert sweep.varying_params(grid) == varying
-  assert len(set(sweep.check_configs(shipped, points).values())) == 4
+  assert sweep_grid.varying_params(grid) == varying
+  assert len(set(sweep_run.check_configs(shipped, points).values())) == 4
 
 
 @pytest.mark.parametrize('flag, message', [
@@ -127,19 +133,19 @@ def test_the_shipped_grids_parse_with_their_configs(gin_file, grid_file,
 ])
 def test_a_bad_sweep_flag_is_a_user_error(flag, message):
   with pytest.raises(UserError, match=message):
-    sweep.parse_sweep_flag(flag)
+    sweep_grid.parse_sweep_flag(flag)
 
 
 def test_bad_grids_are_user_errors(tmp_path):
   with pytest.raises(UserError, match='more than once'):
-    sweep.make_grid(sweep_flags=['train.seed = [1]', 'train.seed = [2]'])
+    sweep_grid.make_grid(sweep_flags=['train.seed = [1]', 'train.seed = [2]'])
   with pytest.raises(UserError, match='give a grid'):
-    sweep.make_grid()
+    sweep_grid.make_grid()
   with pytest.raises(UserError, match='does not exist'):
-    sweep.make_grid(grid_file=tmp_path / 'nope.yaml')
+    sweep_grid.make_grid(grid_file=tmp_path / 'nope.yaml')
   (tmp_path / 'list.yaml').write_text('- 1\n- 2\n')
   with pytest.raises(UserError, match='must map gin parameters'):
-    sweep.make_grid(grid_file=tmp_path / 'list.yaml')
+    sweep_grid.make_grid(grid_file=tmp_path / 'list.yaml')
 
 
 def _sweep_args(output_dir, *extra):
@@ -159,8 +165,8 @@ def test_a_config_typo_fails_before_any_training(tmp_path, capsys):
 
 
 def test_a_sweep_directory_is_not_reused_for_another_sweep(tmp_path, capsys):
-  sweep.Sweep([PTB_LSTM, TINY], ['Corpus.download = False'],
-              [('train.seed', ['1'])]).save(tmp_path)
+  sweep_run.Sweep([PTB_LSTM, TINY], ['Corpus.download = False'],
+                  [('train.seed', ['1'])]).save(tmp_path)
   with pytest.raises(SystemExit):
     sweep.main(_sweep_args(tmp_path, '--sweep', 'train.seed = [2]'))
   assert 'holds another sweep (its sweep.json has other grid)' in (
@@ -172,9 +178,9 @@ def test_an_unexpected_exception_is_recorded_as_one_line(tmp_path,
   def crash(output_dir):
     raise ValueError('bad\nthing')
   monkeypatch.setattr(training, 'train', crash)
-  one_point = sweep.Sweep([PTB_LSTM], [], [('train.seed', ['1'])])
+  one_point = sweep_run.Sweep([PTB_LSTM], [], [('train.seed', ['1'])])
   point = one_point.points()[0]
-  status = sweep.run_point(one_point, point, tmp_path / point.name)
+  status = sweep_run.run_point(one_point, point, tmp_path / point.name)
   assert status['status'] == 'failed'
   assert status['error'] == 'ValueError: bad thing'
   assert status['bindings'] == ['train.seed = 1']
@@ -182,7 +188,7 @@ def test_an_unexpected_exception_is_recorded_as_one_line(tmp_path,
 
 
 def _statuses(output_dir, points):
-  return [sweep.read_status(output_dir / p.name)['status'] for p in points]
+  return [sweep_run.read_status(output_dir / p.name)['status'] for p in points]
 
 
 def _check_table_against_metrics(output_dir, points):
@@ -190,7 +196,7 @@ def _check_table_against_metrics(output_dir, points):
   with open(output_dir / 'results.csv', newline='') as f:
     rows = list(csv.DictReader(f))
   assert [row['name'] for row in rows] == _names(points)
-  all_records = [training.MetricsLog.read(output_dir / p.name) for p in points]
+  all_records = [run_dir.MetricsLog.read(output_dir / p.name) for p in points]
   valid_kind = ('valid' if any(r['kind'] == 'valid' for records in all_records
                                for r in records) else 'eval')
   for row, records in zip(rows, all_records):
@@ -217,7 +223,7 @@ def test_a_sweep_skips_finished_points_resumes_interrupted_ones_and_goes_on(
            'train.n_steps = [4]']
   args = _sweep_args(output_dir, *(arg for flag in flags
                                    for arg in ('--sweep', flag)))
-  points = sweep.expand(sweep.make_grid(sweep_flags=flags))
+  points = sweep_grid.expand(sweep_grid.make_grid(sweep_flags=flags))
   assert _names(points) == [
       'LSTMLM.d_model=8,Corpus.name=ptb',
       'LSTMLM.d_model=8,Corpus.name=missing',
@@ -230,7 +236,7 @@ def test_a_sweep_skips_finished_points_resumes_interrupted_ones_and_goes_on(
     trained.append(pathlib.Path(output_dir).name)
     if output_dir.endswith(points[2].name):  # As if Ctrl-C came at step 2.
       real_train(output_dir=output_dir, n_steps=2)
-      raise training.Interrupted('stopped by SIGINT at step 2', signal.SIGINT)
+      raise signals.Interrupted('stopped by SIGINT at step 2', signal.SIGINT)
     return real_train(output_dir=output_dir)
 
   # First run: the failing 2nd point does not stop the 3rd, which is
@@ -243,7 +249,7 @@ def test_a_sweep_skips_finished_points_resumes_interrupted_ones_and_goes_on(
       'sweep stopped: stopped by SIGINT at step 2\n')
   assert _statuses(output_dir, points) == [
       'finished', 'failed', 'interrupted', 'pending']
-  first_records = training.MetricsLog.read(output_dir / points[2].name)
+  first_records = run_dir.MetricsLog.read(output_dir / points[2].name)
   assert max(r['step'] for r in first_records) == 2
 
   # Second run: skips the finished point, retries the failed one, resumes the
@@ -259,11 +265,11 @@ def test_a_sweep_skips_finished_points_resumes_interrupted_ones_and_goes_on(
   out = capsys.readouterr().out
   assert '1 finished, 3 to run' in out
   assert f'resuming at step 2 from {output_dir / points[2].name}' in out
-  resumed_records = training.MetricsLog.read(output_dir / points[2].name)
+  resumed_records = run_dir.MetricsLog.read(output_dir / points[2].name)
   assert resumed_records[:len(first_records)] == first_records
   assert [r['step'] for r in resumed_records if r['kind'] == 'train'] == [
       1, 2, 3, 4]
-  failed = sweep.read_status(output_dir / points[3].name)
+  failed = sweep_run.read_status(output_dir / points[3].name)
   assert failed['error'].startswith("unknown corpus 'missing'")
   assert '\n' not in failed['error']
 
@@ -314,18 +320,19 @@ def test_points_trained_from_a_since_changed_gin_file_are_not_reused(
 
 
 def test_the_report_falls_back_to_sampled_eval_records(tmp_path):
-  grid_sweep = sweep.Sweep([PTB_LSTM], [], [('LSTMLM.d_model', ['8', '16'])])
+  grid_sweep = sweep_run.Sweep([PTB_LSTM], [],
+                               [('LSTMLM.d_model', ['8', '16'])])
   grid_sweep.save(tmp_path)
   first = tmp_path / grid_sweep.points()[0].name
   first.mkdir()
-  log = training.MetricsLog(first)
+  log = run_dir.MetricsLog(first)
   for step, loss, eval_loss in ((10, 5.0, 5.5), (20, 4.0, 4.2), (30, 3.5, 4.4)):
     log.write(step, 'train', loss=loss, ppl=2.0 ** loss, tokens_per_sec=step)
     log.write(step, 'eval', loss=eval_loss, ppl=2.0 ** eval_loss)
-  (first / sweep.STATUS_FILE).write_text(
+  (first / sweep_run.STATUS_FILE).write_text(
       json.dumps({'status': 'finished', 'wall_time': 61.0}))
 
-  rows = sweep.write_report(tmp_path)
+  rows = sweep_report.write_report(tmp_path)
   assert rows[0]['best_valid_ppl'] == 2.0 ** 4.2
   assert rows[0]['final_valid_ppl'] == 2.0 ** 4.4
   assert rows[0]['final_train_loss'] == 3.5
@@ -341,16 +348,16 @@ def test_the_report_falls_back_to_sampled_eval_records(tmp_path):
 
 def test_the_worker_entry_point_trains_the_named_point(use_tiny_data,
                                                       tmp_path):
-  grid_sweep = sweep.Sweep([PTB_LSTM, TINY], ['Corpus.download = False'],
-                           [('Corpus.name', ["'ptb'", "'missing'"])])
+  grid_sweep = sweep_run.Sweep([PTB_LSTM, TINY], ['Corpus.download = False'],
+                               [('Corpus.name', ["'ptb'", "'missing'"])])
   grid_sweep.save(tmp_path)
   good, bad = grid_sweep.points()
   for point, exit_code in ((good, 0), (bad, 1)):
     with pytest.raises(SystemExit) as exited:
-      sweep.main(sweep.worker_command(tmp_path, point)[3:])
+      sweep.main(sweep_run.worker_command(tmp_path, point)[3:])
     assert exited.value.code == exit_code
-  assert sweep.read_status(tmp_path / good.name)['step'] == 2
-  assert sweep.read_status(tmp_path / bad.name)['error'] == (
+  assert sweep_run.read_status(tmp_path / good.name)['step'] == 2
+  assert sweep_run.read_status(tmp_path / bad.name)['error'] == (
       "unknown corpus 'missing': use ptb, tinyshakespeare, tfds:NAME, a "
       'directory with train.txt/valid.txt[/test.txt], or a text file')
 
@@ -369,17 +376,17 @@ if point_dir.name.endswith('=2'):
 
 def test_workers_run_points_in_processes_and_a_crash_is_recorded(
     tmp_path, monkeypatch):
-  monkeypatch.setattr(sweep, 'worker_command', lambda output_dir, point: [
+  monkeypatch.setattr(sweep_run, 'worker_command', lambda output_dir, point: [
       sys.executable, '-c', FAKE_WORKER, str(output_dir / point.name)])
   sweep.main(['--gin_file', PTB_LSTM, '--sweep', 'train.seed = [1, 2, 3]',
               '--output_dir', str(tmp_path), '--workers', '2'])
   points = [tmp_path / f'train.seed={seed}' for seed in (1, 2, 3)]
   assert _statuses(tmp_path, points) == ['finished', 'failed', 'finished']
-  crashed = sweep.read_status(points[1])
+  crashed = sweep_run.read_status(points[1])
   assert crashed['error'] == (
       'worker process exited with status 134: Fatal Python error: Aborted')
-  assert 'Aborted' in (points[1] / sweep.LOG_FILE).read_text()
-  assert all((point / sweep.LOG_FILE).exists() for point in points)
+  assert 'Aborted' in (points[1] / sweep_run.LOG_FILE).read_text()
+  assert all((point / sweep_run.LOG_FILE).exists() for point in points)
   assert (tmp_path / 'results.csv').exists()
 
 
@@ -393,11 +400,12 @@ def test_real_workers_train_each_point_in_its_own_process(use_tiny_data,
                          "Corpus.name = ['ptb', 'missing']", '--workers', '2'))
   good = output_dir / 'Corpus.name=ptb'
   bad = output_dir / 'Corpus.name=missing'
-  assert sweep.read_status(good)['status'] == 'finished'
-  assert sweep.read_status(good)['step'] == 2
-  assert 'trained to step 2' in (good / sweep.LOG_FILE).read_text()
-  assert sweep.read_status(bad)['status'] == 'failed'
-  assert sweep.read_status(bad)['error'].startswith("unknown corpus 'missing'")
+  assert sweep_run.read_status(good)['status'] == 'finished'
+  assert sweep_run.read_status(good)['step'] == 2
+  assert 'trained to step 2' in (good / sweep_run.LOG_FILE).read_text()
+  assert sweep_run.read_status(bad)['status'] == 'failed'
+  assert sweep_run.read_status(bad)['error'].startswith(
+      "unknown corpus 'missing'")
   assert (output_dir / 'results.csv').exists()
 
 
@@ -422,7 +430,7 @@ points:
 def test_a_points_file_gives_its_named_points_in_order(tmp_path):
   points_file = tmp_path / 'ablation.yaml'
   points_file.write_text(ABLATION)
-  points_sweep = sweep.make_sweep([PTB_LSTM], [], points_file)
+  points_sweep = sweep_run.make_sweep([PTB_LSTM], [], points_file)
   points = points_sweep.points()
   assert _names(points) == ['full', 'no_variational', 'no_ar_tar',
                             'no_nt-asgd', 'longer']
@@ -438,21 +446,21 @@ def test_a_points_file_gives_its_named_points_in_order(tmp_path):
   ]
   assert points_sweep.own_bindings('full') == []
   # A point's own bindings come last, so they win over every_point's.
-  digests = sweep.check_configs(points_sweep, points)
+  digests = sweep_run.check_configs(points_sweep, points)
   assert len(set(digests.values())) == 5
   config.parse([PTB_LSTM], points[3].bindings)
   assert gin.query_parameter('train.nt_asgd_nonmono') is None  # YAML null.
   assert gin.query_parameter('train.n_epochs') == 6
   config.parse([PTB_LSTM], points[4].bindings)
   assert gin.query_parameter('train.n_epochs') == 12
-  assert sweep.Sweep.from_json(points_sweep.to_json()) == points_sweep
+  assert sweep_run.Sweep.from_json(points_sweep.to_json()) == points_sweep
 
 
 def test_a_file_without_points_keeps_its_cartesian_meaning(tmp_path):
   grid_file = tmp_path / 'grid.yaml'
   grid_file.write_text('LSTMLM.d_model: [8, 16]\npoints: [1, 2]\n')
-  grid_sweep = sweep.make_sweep([PTB_LSTM], [], grid_file,
-                                ['train.seed = [1]'])
+  grid_sweep = sweep_run.make_sweep([PTB_LSTM], [], grid_file,
+                                    ['train.seed = [1]'])
   assert grid_sweep.named_points is None
   assert _names(grid_sweep.points()) == [
       'LSTMLM.d_model=8,points=1', 'LSTMLM.d_model=8,points=2',
@@ -481,7 +489,7 @@ def test_bad_points_files_are_one_line_user_errors(tmp_path, text, message):
   points_file = tmp_path / 'points.yaml'
   points_file.write_text(text)
   with pytest.raises(UserError, match=message) as raised:
-    sweep.make_sweep([PTB_LSTM], [], points_file)
+    sweep_run.make_sweep([PTB_LSTM], [], points_file)
   assert '\n' not in str(raised.value)
 
 
@@ -514,7 +522,7 @@ def test_a_points_sweep_trains_each_point_reports_and_skips_them_after(
   sweep.main(args)
   assert trained == ['narrow', 'full']
   assert '0 finished, 2 to run' in capsys.readouterr().out
-  points = sweep.Sweep.load(output_dir).points()
+  points = sweep_run.Sweep.load(output_dir).points()
   assert _statuses(output_dir, points) == ['finished', 'finished']
 
   with open(output_dir / 'results.csv', newline='') as f:
@@ -547,43 +555,43 @@ def test_a_points_sweep_trains_each_point_reports_and_skips_them_after(
 
 
 def test_a_sweep_json_from_before_points_files_still_loads(tmp_path):
-  (tmp_path / sweep.SWEEP_FILE).write_text(json.dumps({
+  (tmp_path / sweep_run.SWEEP_FILE).write_text(json.dumps({
       'gin_files': [PTB_LSTM], 'bindings': ['train.seed = 1'],
       'grid': [['LSTMLM.d_model', ['8', '16']]]}, indent=2) + '\n')
-  stored = sweep.Sweep.load(tmp_path)
+  stored = sweep_run.Sweep.load(tmp_path)
   assert stored.named_points is None
   assert _names(stored.points()) == ['LSTMLM.d_model=8', 'LSTMLM.d_model=16']
-  same = sweep.make_sweep([PTB_LSTM], ['train.seed = 1'],
-                          sweep_flags=['LSTMLM.d_model = [8, 16]'])
+  same = sweep_run.make_sweep([PTB_LSTM], ['train.seed = 1'],
+                              sweep_flags=['LSTMLM.d_model = [8, 16]'])
   assert same == stored
   same.save(tmp_path)  # The same sweep: accepted, the file left as it was.
   assert json.loads(same.to_json()) == json.loads(
-      (tmp_path / sweep.SWEEP_FILE).read_text())
-  assert sweep.write_report(tmp_path)[1]['status'] == 'pending'
+      (tmp_path / sweep_run.SWEEP_FILE).read_text())
+  assert sweep_report.write_report(tmp_path)[1]['status'] == 'pending'
 
 
 def test_the_shipped_ablation_parses_with_its_config():
-  ablation = sweep.make_sweep(
+  ablation = sweep_run.make_sweep(
       [str(GIN_DIR / 'ptb_lstm_tied.gin')], [],
       GIN_DIR / 'sweeps' / 'ptb_lstm_tied_ablation.yaml')
   points = ablation.points()
   assert _names(points) == [
       'full', 'no_tying', 'no_variational', 'no_embedding_dropout',
-      'no_weight_dropout', 'no_ar_tar', 'no_weight_decay', 'no_nt_asgd',
+      'no_weight_dropout', 'no_ar_tar', 'no_weight_decay', 'no_lr_decay',
       'no_dropout']
   assert all(p.bindings[0] == 'train.n_epochs = 6' for p in points)
-  assert points[7].bindings[1:] == ['train.nt_asgd_nonmono = None']
-  assert len(set(sweep.check_configs(ablation, points).values())) == 9
+  assert points[7].bindings[1:] == ['epoch_decay.decay = 1.0']
+  assert len(set(sweep_run.check_configs(ablation, points).values())) == 9
 
 
 def test_the_shipped_gru_grid_parses_with_its_config():
-  grid_sweep = sweep.make_sweep(
+  grid_sweep = sweep_run.make_sweep(
       [str(GIN_DIR / 'ptb_gru.gin')], [],
       GIN_DIR / 'sweeps' / 'ptb_gru_lr_clip.yaml')
   points = grid_sweep.points()
   assert len(points) == 8 and grid_sweep.named_points is None
-  assert sweep.varying_params(grid_sweep.grid) == [
+  assert sweep_grid.varying_params(grid_sweep.grid) == [
       'epoch_decay.learning_rate', 'trax.optimizers.SGD.clip_grad_norm',
       'epoch_decay.constant_epochs']
   assert all(p.bindings[-1] == 'train.n_epochs = 6' for p in points)
-  assert len(set(sweep.check_configs(grid_sweep, points).values())) == 8
+  assert len(set(sweep_run.check_configs(grid_sweep, points).values())) == 8

@@ -4,7 +4,7 @@ import socket
 import time
 from unittest import mock
 
-import lm_trax  # pylint: disable=unused-import  # Quiet TF before TFDS.
+from lm_trax import compat  # pylint: disable=unused-import  # Quiet TF before TFDS.
 import pytest
 import tensorflow_datasets as tfds
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from lm_trax import config
+from lm_trax import run_dir
 from lm_trax import training
 from lm_trax import vocab as vocab_lib
 from lm_trax.errors import UserError
@@ -68,7 +69,7 @@ def test_a_tiny_corpus_trains_and_its_loss_clearly_drops(use_tiny_data,
   assert len(losses) == 3
   assert losses[-1] < 0.7 * losses[0], losses
   assert losses[-1] < np.log(18) - 1.0  # Well below a uniform guess.
-  records = training.MetricsLog.read(tmp_path)
+  records = run_dir.MetricsLog.read(tmp_path)
   assert [r['step'] for r in records if r['kind'] == 'train'] == [50, 100, 150]
   np.testing.assert_allclose(
       [r['loss'] for r in records if r['kind'] == 'eval'], losses, rtol=1e-6)
@@ -153,3 +154,17 @@ def test_a_users_text_file_trains_at_the_configs_level_despite_new_characters(
   from lm_trax import evaluate  # pylint: disable=g-import-not-at-top
   result = evaluate.evaluate(tmp_path / 'run', 'valid', progress=False)
   assert result.unknown == 8 and np.isfinite(result.loss)
+
+
+def test_train_takes_the_corpus_and_batching_and_the_run_records_them(
+    tiny_data_dir, tmp_path):
+  from lm_trax import corpora, data  # pylint: disable=g-import-not-at-top
+  config.parse([str(GIN_DIR / 'ptb_lstm.gin'), TINY], ['train.n_steps = 2'])
+  corpus = corpora.Corpus('ptb', data_dir=str(tiny_data_dir), download=False)
+  batching = data.Batching(kind='lines', boundaries=(8,), batch_sizes=(4, 2))
+  training.train(output_dir=str(tmp_path), corpus=corpus, batching=batching)
+  run = run_dir.Run(tmp_path)
+  assert vars(run.batching()) == vars(batching)
+  reread = run.corpus(data_dir=str(tiny_data_dir))
+  assert (reread.name, reread.level) == (corpus.name, corpus.level)
+  assert run.predictor().vocab.size == vocab_lib.Vocab.load(tmp_path).size

@@ -1,0 +1,40 @@
+"""What the commands share: their name as typed, and the run arguments.
+
+Errors are reported by lm_trax.errors.exit_with (one line, exit status 2);
+files are written by lm_trax.files.write_text_atomically.
+"""
+
+import argparse
+import pathlib
+import sys
+
+
+def command_name(module):
+  """How the user ran the command: `lm-trax-evaluate` from the console
+  script, else `python -m lm_trax.evaluate` (module = 'lm_trax.evaluate')."""
+  program = pathlib.Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ''
+  if program.startswith('lm-trax-'):
+    return program
+  return f'python -m {module}'
+
+
+def parser(module, description):
+  """An ArgumentParser whose usage line names the command as typed."""
+  return argparse.ArgumentParser(prog=command_name(module),
+                                 description=description)
+
+
+def add_run_arguments(parser_, checkpoint=True):
+  """--output_dir (the run directory), --checkpoint and --verbose."""
+  parser_.add_argument('--output_dir', required=True,
+                       help='the run directory')
+  if checkpoint:
+    parser_.add_argument('--checkpoint', default='latest',
+                         help="'latest', 'best' (the best exact validation "
+                         'loss during training) or a step number')
+  add_verbose_argument(parser_)
+
+
+def add_verbose_argument(parser_):
+  parser_.add_argument('--verbose', action='store_true',
+                       help='show a traceback instead of a one-line error')

@@ -1,0 +1,292 @@
+"""Running a trained model: one forward, one priming rule, one prompt reading.
+
+Every way lm_trax runs a trained model goes through a Predictor: exact
+evaluation (lm_trax.evaluate, and the exact validation during training),
+scoring lines and next tokens (lm_trax.score), sampling (lm_trax.generate) and
+the Python API (lm_trax.api).
+
+  forward(weights, state, ids (B, T)) -> (logits (B, T, V), state)
+
+is the model in eval mode (no dropout) as a pure function, the state carried
+in and out (RNN hidden states; the NPLM's last n_context - 1 ids). It is the
+only function that runs the model; it is jitted once per input shape.
+`hidden_forward` runs the same layers with the same weights and also returns
+the last recurrent layer's outputs (B, T, d), which the continuous cache of
+lm_trax.adaptation reads.
+
+Priming: text is read as if it followed a line end. The model's first input
+is the end-of-line id (<eos> for words, '\\n' for characters), so the first
+token of a split, of a scored line, of a prompt is predicted from a fresh
+state that has seen one line end, as in training, where every line follows
+one.
+
+The module imports trax only when a Predictor is built, so the commands that
+import it answer --help without it.
+"""
+
+import jax
+from jax import numpy as jnp
+import numpy as np
+
+from lm_trax.errors import UserError
+
+# Lines scored together are padded to a multiple of this length, so that a
+# few shapes (compilations) serve lines of every length.
+LINE_PAD_MULTIPLE = 16
+_UNUSED_RNG = jax.random.PRNGKey(0)  # Eval mode draws no randomness.
+
+
+def pure_forward(model):
+  """The forward of a trax language model with its state carried in and out:
+  fn(weights, state, ids (B, T) int32) -> (logits (B, T, V), new state)."""
+  def forward(weights, state, ids):
+    return model.pure_fn(ids, weights, state, _UNUSED_RNG)
+  return forward
+
+
+def pure_hidden_forward(model):
+  """The forward of a recurrent language model that also returns the vectors
+  its output layers read: fn(weights, state, ids (B, T) int32) ->
+  (hidden (B, T, d), logits (B, T, V), new state).
+
+  hidden is the output of the model's last layers.Recurrent (in eval mode the
+  dropout and penalty layers after it are identities), the h_t of the
+  continuous cache (lm_trax.adaptation). The model's Serial is run sublayer
+  by sublayer, as trax's Serial runs it, with the same weights, state and
+  data stack, so the logits are the model's.
+
+  Raises:
+    UserError: if the model has no recurrent layer (the NPLM).
+  """
+  from trax.layers import combinators  # pylint: disable=g-import-not-at-top
+  cut = _after_last_recurrent(model)
+
+  def forward(weights, state, ids):
+    shared = [_is_shared_marker(w) for w in weights]
+    weights = _unshared(model, weights)
+    stack, new_state, hidden = ids, [], None
+    for index, (layer, w, s) in enumerate(zip(model.sublayers, weights, state)):
+      inputs = combinators.inputs_from_stack(stack, layer.n_in)
+      outputs, new_s = layer.pure_fn(inputs, w, s, _UNUSED_RNG)
+      stack = combinators.outputs_onto_stack(outputs, stack, layer.n_in)
+      # A shared layer's second use keeps trax's marker as its state.
+      new_state.append(s if shared[index] else new_s)
+      if index == cut - 1:
+        hidden = stack
+    return hidden, stack, tuple(new_state)
+  return forward
+
+
+def _after_last_recurrent(model):
+  """The index of the sublayer after the model's last recurrent layer."""
+  from lm_trax import layers  # pylint: disable=g-import-not-at-top  (trax)
+  recurrent = [index for index, layer in enumerate(model.sublayers)
+               if isinstance(layer, layers.Recurrent)]
+  if not recurrent:
+    raise UserError('this needs the hidden states of a recurrent model '
+                    '(LSTMLM, GRULM, RNNLM); the run\'s model has no '
+                    'recurrent layer (an NPLM?)')
+  return recurrent[-1] + 1
+
+
+def _is_shared_marker(weights):
+  """trax puts this marker where a layer used twice (the tied embedding) is
+  used the second time; the first use holds its weights."""
+  from trax.layers import base  # pylint: disable=g-import-not-at-top
+  return isinstance(weights, dict) and weights == base.GET_WEIGHTS_FROM_CACHE
+
+
+def _unshared(model, weights):
+  """The model's weight tree with each shared-layer marker replaced by that
+  layer's weights (the same arrays, so gradients reach them through both
+  uses). Running sublayers one by one needs it: trax's Serial instead finds
+  them in a cache the first use fills."""
+  first = {}
+
+  def record(layer, w):
+    if _is_shared_marker(w):
+      return
+    first.setdefault(id(layer), w)
+    for sublayer, sub_weights in zip(layer.sublayers,
+                                     w if layer.sublayers else ()):
+      record(sublayer, sub_weights)
+
+  def resolve(layer, w):
+    if _is_shared_marker(w):
+      return first[id(layer)]
+    if not layer.sublayers:
+      return w
+    return tuple(resolve(sublayer, sub_weights)
+                 for sublayer, sub_weights in zip(layer.sublayers, w))
+
+  record(model, weights)
+  return resolve(model, weights)
+
+
+def primed(eos_id, ids):
+  """The model's inputs for predicting ids: (T,) -> (T + 1,) int32, the
+  end-of-line id first (see the module docstring)."""
+  return np.concatenate([[eos_id], np.asarray(ids, np.int32)]).astype(np.int32)
+
+
+def encode_prompt(vocab, prompt, unknown='map'):
+  """A prompt's ids, and the tokens read as unknown.
+
+  The vocabulary's rule (lm_trax.vocab: words split on whitespace, a line
+  break is <eos>, a word missing from the vocabulary is read in lowercase if
+  that is known, else as <unk>), except that an unfinished last line gets no
+  <eos>: the model continues it.
+
+  Args:
+    vocab: a lm_trax.vocab.Vocab.
+    prompt: text, possibly empty.
+    unknown: 'map' (<unk>), 'skip' (drop) or 'error', for tokens outside the
+      vocabulary. Characters a char vocabulary without <unk> lacks are always
+      an error (or skipped).
+
+  Returns:
+    (ids (P,) int32, unknown tokens in order).
+
+  Raises:
+    UserError: naming the tokens that cannot be read.
+  """
+  tokens = vocab.split(prompt)
+  if vocab.level == 'word' and not prompt.endswith('\n') and tokens:
+    tokens = tokens[:-1]  # vocab.split ends every line with <eos>.
+  unknown_tokens = [t for t in tokens if not vocab.knows(t)]
+  if vocab.level == 'char' and unknown_tokens and unknown != 'skip' and (
+      vocab.unk_id is None or unknown == 'error'):
+    shown = ', '.join(repr(c) for c in sorted(set(unknown_tokens)))
+    raise UserError(f'the text has {len(set(unknown_tokens))} character(s) '
+                    f'the model does not know: {shown}; remove them (the '
+                    f'vocabulary has {vocab.size - 1} characters)')
+  return vocab.encode_tokens(tokens, unknown=unknown), unknown_tokens
+
+
+class Predictor:
+  """A language model in eval mode with its weights (see the module docstring).
+
+  Attributes:
+    vocab: the lm_trax.vocab.Vocab the model reads.
+    weights: the weights every method uses; may be replaced (the training
+      loop hands in its current weights before each exact validation).
+    forward: the jitted pure forward (weights, state, ids) -> (logits, state).
+  """
+
+  def __init__(self, model_fn, vocab, weights=None):
+    """model_fn(vocab_size=, mode=, carry_state=) builds the trax model (an
+    lm_trax model function with its hyperparameters bound); weights default
+    to a fresh initialization."""
+    from lm_trax import layers  # pylint: disable=g-import-not-at-top  (trax)
+    self.vocab = vocab
+    self.model = model_fn(vocab_size=vocab.size, mode='eval', carry_state=True)
+    _, state = self.model.init(layers.signature(1, 1))
+    self._state_tree = state
+    self._fresh_states = {}
+    self.weights = self.model.weights if weights is None else weights
+    self.pure_forward = pure_forward(self.model)
+    self.forward = jax.jit(self.pure_forward)
+    self._log_probs = jax.jit(self._pure_log_probs)
+    self._hidden_forward = None
+
+  def hidden_forward(self, weights, state, ids):
+    """(hidden (B, T, d), logits (B, T, V), state) for ids (B, T): the last
+    recurrent layer's outputs beside the logits (`pure_hidden_forward`),
+    jitted.
+
+    Raises:
+      UserError: if the model is not recurrent.
+    """
+    if self._hidden_forward is None:
+      self._hidden_forward = jax.jit(pure_hidden_forward(self.model))
+    return self._hidden_forward(weights, state, ids)
+
+  def fresh_state(self, batch_size):
+    """The state before any input, for batch_size rows (all zeros)."""
+    if batch_size not in self._fresh_states:
+      self._fresh_states[batch_size] = jax.tree_util.tree_map(
+          lambda s: jnp.zeros((batch_size,) + s.shape[1:], s.dtype)
+          if np.ndim(s) else jnp.zeros_like(s), self._state_tree)
+    return self._fresh_states[batch_size]
+
+  def _pure_log_probs(self, weights, state, inputs, targets):
+    from lm_trax import losses  # pylint: disable=g-import-not-at-top  (trax)
+    logits, state = self.pure_forward(weights, state, inputs)
+    # logsumexp - target logit, without writing the (B, T, V) log-softmax.
+    return -losses.cross_entropy(logits, targets), state
+
+  def log_probs(self, state, inputs, targets):
+    """(log p(targets) (B, T) float32, new state) for inputs (B, T)."""
+    return self._log_probs(self.weights, state, inputs, targets)
+
+  def stream_log_probs(self, ids, chunk_len, progress=None):
+    """log p(ids[t] | eos, ids[:t]) for every t, the state carried throughout.
+
+    Args:
+      ids: (N,) int token ids, e.g. a whole split.
+      chunk_len: tokens per compiled call; the last chunk is padded. The
+        result does not depend on it beyond float rounding.
+      progress: optional callable(n_tokens_done).
+
+    Returns:
+      (N,) float64 log-probabilities.
+    """
+    ids = np.asarray(ids, np.int32)
+    n = len(ids)
+    n_chunks = -(-n // chunk_len)
+    inputs = np.zeros(n_chunks * chunk_len, np.int32)
+    targets = np.zeros(n_chunks * chunk_len, np.int32)
+    inputs[:n], targets[:n] = primed(self.vocab.eos_id, ids)[:-1], ids
+    state = self.fresh_state(1)
+    pieces = []
+    for k in range(n_chunks):
+      window = slice(k * chunk_len, (k + 1) * chunk_len)
+      log_probs, state = self.log_probs(state, inputs[None, window],
+                                        targets[None, window])
+      pieces.append(log_probs)  # Stays on device: calls queue up, no sync.
+      if progress is not None:
+        progress(min(chunk_len, n - k * chunk_len))
+    return np.concatenate([np.asarray(p[0], np.float64) for p in pieces])[:n]
+
+  def lines_log_probs(self, lines, batch_size, progress=None):
+    """Each line from a fresh state: (sum of log p, n_tokens) per line.
+
+    Args:
+      lines: list of (n_i,) int id arrays, each line's tokens including its
+        end.
+      batch_size: lines per compiled call (similar lengths are grouped).
+      progress: optional callable(n_tokens_done).
+
+    Returns:
+      (sums (L,) float64, counts (L,) int) in the order of `lines`.
+    """
+    sums = np.zeros(len(lines))
+    counts = np.array([len(line) for line in lines], int)
+    order = np.argsort(counts, kind='stable')
+    fresh = self.fresh_state(batch_size)
+    for start in range(0, len(order), batch_size):
+      group = order[start:start + batch_size]
+      length = max(1, int(counts[group].max()))
+      length = -(-length // LINE_PAD_MULTIPLE) * LINE_PAD_MULTIPLE
+      inputs = np.zeros((batch_size, length), np.int32)
+      targets = np.zeros((batch_size, length), np.int32)
+      for row, i in enumerate(group):
+        line = np.asarray(lines[i], np.int32)
+        inputs[row, :len(line)] = primed(self.vocab.eos_id, line)[:-1]
+        targets[row, :len(line)] = line
+      log_probs, _ = self.log_probs(fresh, inputs, targets)
+      log_probs = np.asarray(log_probs, np.float64)
+      for row, i in enumerate(group):
+        sums[i] = log_probs[row, :counts[i]].sum()
+      if progress is not None:
+        progress(int(counts[group].sum()))
+    return sums, counts
+
+  def next_token_probs(self, ids):
+    """p(next token | eos, ids): (V,) float64, padding's probability 0."""
+    inputs = primed(self.vocab.eos_id, ids)[None]
+    logits, _ = self.forward(self.weights, self.fresh_state(1), inputs)
+    probs = np.array(jax.nn.softmax(logits[0, -1].astype(jnp.float32)),
+                     np.float64)
+    probs[0] = 0.0  # Padding is never a next token.
+    return probs

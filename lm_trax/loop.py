@@ -1,0 +1,352 @@
+"""trax's training Loop adapted to lm_trax.
+
+`Loop` is trax.supervised.training.Loop with: perplexity, tokens/s and an ETA
+in the log and in metrics.jsonl (lm_trax.run_dir.MetricsLog); exact
+validation over the whole split (lm_trax.evaluate.ExactValidation) deciding
+the best checkpoint; NT-ASGD's weight average (lm_trax.averaging); the
+carried RNN state split over devices (lm_trax.parallel); a NaN or infinite
+loss stopping training (Diverged) before the last good checkpoint is
+overwritten; the random key saved with each checkpoint, so a resumed run is
+exact. `ResetStateEachPass` zeros the carried state at each pass over the
+data.
+"""
+
+import contextlib
+import pathlib
+import shutil
+import time
+
+import gin
+import jax
+from jax import numpy as jnp
+import numpy as np
+from lm_trax import compat  # pylint: disable=unused-import,g-bad-import-order  (before trax)
+from trax.data import inputs as trax_inputs
+from trax.supervised import callbacks as trax_callbacks
+from trax.supervised import training as trax_training
+
+from lm_trax import averaging
+from lm_trax import checkpoints
+from lm_trax import layers
+from lm_trax import parallel
+from lm_trax import run_dir
+from lm_trax.errors import UserError
+
+TRAIN_COUNTER = 'train'  # Name of the training stream's position counter.
+BEST_CHECKPOINT = 'model_best'  # Basename of the best-validation checkpoint.
+RNG_FILE = 'rng.npy'  # The Loop's random key, saved with each checkpoint.
+
+
+class Diverged(UserError):
+  """The training loss became NaN or infinite."""
+
+
+class TokenCounter:
+  """Counts the (unmasked) target tokens that pass through a stream."""
+
+  def __init__(self):
+    self.n_tokens = 0
+
+  def stage(self, generator):
+    for batch in generator:
+      self.n_tokens += int(np.sum(batch[2] > 0))
+      yield batch
+
+  def take(self):
+    n, self.n_tokens = self.n_tokens, 0
+    return n
+
+
+def format_duration(seconds):
+  seconds = int(max(0, seconds))
+  hours, rest = divmod(seconds, 3600)
+  return f'{hours}:{rest // 60:02d}:{rest % 60:02d}'
+
+
+class Loop(trax_training.Loop):
+  """trax's Loop, logging perplexity, tokens/s and an ETA at each interval."""
+
+  def __init__(self, *args, n_steps, token_counter, metrics_log,
+               exact_validation=None, exact_eval_at=None, layout=None,
+               nt_asgd_nonmono=None, corpus=None, batching=None, **kwargs):
+    self._n_total_steps = n_steps
+    self._data_settings = (corpus, batching)
+    self._nt_asgd_nonmono = nt_asgd_nonmono
+    self._average = averaging.WeightAverage()  # Loaded with a checkpoint.
+    self._token_counter = token_counter
+    self._metrics_log = metrics_log
+    self._exact_validation = exact_validation
+    self._exact_eval_at = exact_eval_at
+    self._layout = layout or parallel.Layout()
+    super().__init__(*args, **kwargs)
+    self._distribute_over_devices()
+    valid = [r['loss'] for r in metrics_log.read(self._output_dir)
+             if r['kind'] == 'valid' and r['step'] <= self.step]
+    self.best_valid_loss = min(valid) if valid else float('inf')
+    self._valid_losses = valid
+    if (nt_asgd_nonmono is not None and
+        averaging.trigger_check(valid, nt_asgd_nonmono) is not None):
+      self._average.start()  # Replayed: the rule depends on valid only.
+    self.last_checkpoint_step = self.step or None  # Set when resumed.
+
+  def _save_gin(self, summary_writer):
+    """trax writes gin's operative config to config.gin at every checkpoint;
+    the run's config.gin also records the corpus and batching train() used
+    (lm_trax.run_dir.write_config), which may not have come from gin."""
+    super()._save_gin(summary_writer)
+    corpus, batching = self._data_settings
+    if self.is_chief and self._output_dir is not None and corpus is not None:
+      run_dir.write_config(self._output_dir, gin.operative_config_str(),
+                           corpus, batching)
+
+  # Several devices and processes, see lm_trax.parallel.
+
+  def _distribute_over_devices(self):
+    """Splits the carried state along the batch over the local devices (trax
+    would replicate it), and averages gradients across processes that have
+    one device each (trax would not)."""
+    layout = self._layout
+    if layout.n_processes > 1:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      steps = np.asarray(multihost_utils.process_allgather(
+          np.int32(self.step))).ravel().tolist()
+      if len(set(steps)) > 1:
+        raise UserError(
+            f'the processes resumed at different steps ({steps}); put '
+            f'--output_dir ({self._output_dir}) on a file system that every '
+            'process sees')
+    for trainer in self._trainer_per_task:
+      if layout.n_processes > 1 and self.n_devices == 1:
+        trainer._accelerated_update_fn = parallel.cross_process_update_fn(  # pylint: disable=protected-access
+            trainer, layout)
+      state = trainer.model_with_loss.state
+      if layout.n_processes > 1 and self.step:
+        # A checkpoint holds process 0's rows of the state only.
+        state = layers.zero_state_tree(state)
+      trainer.accelerated_model_with_loss.state = parallel.split_state(
+          state, self.n_devices)
+
+  def _gathered_state(self):
+    """This process's carried state, all rows, from the training devices."""
+    trainer = self._trainer_per_task[self._which_task(self.step)]
+    return parallel.gather_state(trainer.accelerated_model_with_loss.state[0],
+                                 self.n_devices)
+
+  def _open_summary_writers(self):
+    if self.is_chief:
+      return super()._open_summary_writers()
+    return contextlib.nullcontext(([None] * len(self._tasks),
+                                   [None] * len(self._eval_tasks)))
+
+  # Checkpoints: one directory each, see lm_trax.checkpoints.
+
+  def save_checkpoint(self, basename):
+    if self._output_dir is None:
+      return
+    self._check_weights_finite()
+    kind = (checkpoints.BEST if basename == BEST_CHECKPOINT
+            else checkpoints.LATEST)
+    output_dir = self._output_dir
+    self._model.state = self._gathered_state()  # trax saves the model's.
+
+    def write_files(directory):
+      self._output_dir = str(directory)
+      try:
+        trax_training.Loop.save_checkpoint(self, 'model')
+      finally:
+        self._output_dir = output_dir
+      # trax does not save its random key: dropout after a resume would
+      # differ from an uninterrupted run's.
+      np.save(pathlib.Path(directory) / RNG_FILE, np.asarray(self._rng))
+      self._average.save(directory, self._unreplicate)
+      # Every process has read as many batches as process 0: its data
+      # position is the same, under the name trax's load looks for.
+      counters = pathlib.Path(directory) / 'data_counters0.pkl'
+      for index in range(1, self._layout.n_processes):
+        shutil.copyfile(counters, counters.with_name(
+            f'data_counters{index}.pkl'))
+    if self.is_chief:
+      checkpoints.write(output_dir, kind, self.step, write_files)
+    self.last_checkpoint_step = self.step
+
+  def load_checkpoint(self, directory=None, filename=None):
+    if directory is not None or self._output_dir is None:
+      return super().load_checkpoint(directory, filename)
+    candidates = checkpoints.candidates(self._output_dir)
+    if not candidates:  # A new run, or one saved before checkpoints/ existed.
+      return super().load_checkpoint()
+    failures = []
+    for candidate in candidates:
+      try:
+        checkpoints.verify(candidate)
+        super().load_checkpoint(directory=str(candidate))
+        trax_inputs.load_data_counters(str(candidate))
+        self._load_rng(candidate)
+        self._average.load(candidate, self._model.weights)
+      except Exception as e:  # pylint: disable=broad-except
+        failures.append(f'{candidate.name}: {type(e).__name__}: {e}')
+        continue
+      if failures:
+        log(f'warning: could not load {"; ".join(failures)}; resumed from '
+            f'{candidate} instead')
+      return
+    if failures:
+      raise UserError(
+          f'no loadable checkpoint in {checkpoints.root(self._output_dir)} '
+          f'({"; ".join(failures)}); delete the directory to start fresh')
+
+  def _load_rng(self, directory):
+    path = pathlib.Path(directory) / RNG_FILE
+    if path.exists():  # (Checkpoints of older versions have none.)
+      self._rng = jnp.asarray(np.load(path), dtype=self._rng.dtype)
+
+  def _run_one_step(self, task_index, task_changed):
+    loss, stats = super()._run_one_step(task_index, task_changed)
+    self._last_loss = loss  # A device array: checked at checkpoints only.
+    if self._average.started:
+      trainer = self._trainer_per_task[task_index]
+      self._average.add(trainer.accelerated_model_with_loss.weights[0])
+    return loss, stats
+
+  def _validation_weights(self):
+    """The weights validation and the best checkpoint use: NT-ASGD's
+    average once it holds an iterate, else the trained weights."""
+    if self._average.count:
+      return self._unreplicate(self._average.mean)
+    trainer = self._trainer_per_task[self._which_task(self.step)]
+    return self._unreplicate(trainer.accelerated_model_with_loss.weights[0])
+
+  def _check_weights_finite(self):
+    last_loss = getattr(self, '_last_loss', None)
+    if last_loss is not None and not np.all(np.isfinite(last_loss)):
+      self._diverged(f'the training loss ({float(np.mean(last_loss))})')
+    leaves = jax.tree_util.tree_leaves(self._model.weights)
+    if not all(bool(jnp.all(jnp.isfinite(w))) for w in leaves):
+      self._diverged('the weights')
+
+  def _diverged(self, what):
+    last = self.last_checkpoint_step
+    kept = (f'the last good checkpoint (step {last}) is kept' if last
+            else 'no checkpoint was written')
+    raise Diverged(f'training diverged: {what} became NaN or infinite by step '
+                   f'{self.step}; {kept}; lower the learning rate or clip '
+                   'gradients (e.g. SGD.clip_grad_norm)')
+
+  def _log_training_progress(self, task, total_loss, n_steps, elapsed_time,
+                             optimizer_metrics, summary_writer):
+    n_steps = max(1, n_steps)
+    loss = float(total_loss) / n_steps
+    if not np.isfinite(loss):
+      self._diverged(f'the training loss ({loss})')
+    super()._log_training_progress(task, total_loss, n_steps, elapsed_time,
+                                   optimizer_metrics, summary_writer)
+    tokens_per_sec = self._token_counter.take() / max(elapsed_time, 1e-9)
+    eta = (self._n_total_steps - self.step) * elapsed_time / n_steps
+    learning_rate = task.learning_rate(self.step)
+    penalty = self._take_penalty() / n_steps
+    penalty_text = (f' | +AR/TAR {penalty:.4f} = {loss + penalty:.4f}'
+                    if penalty else '')
+    averaging_text = (f' | averaged over {self._average.count:,} steps'
+                      if self._average.started else '')
+    log(f'step {self.step:>7d}/{self._n_total_steps} | train loss '
+        f'{loss:.4f} | ppl {_ppl(loss):9.2f}{penalty_text} | lr '
+        f'{learning_rate:.4g} | {tokens_per_sec:,.0f} tok/s | ETA '
+        f'{format_duration(eta)}{averaging_text}')
+    if self.is_chief:
+      extra = {'penalty': penalty, 'total_loss': loss + penalty} if penalty else {}
+      self._metrics_log.write(self.step, 'train', loss=loss, ppl=_ppl(loss),
+                              lr=learning_rate, tokens_per_sec=tokens_per_sec,
+                              **extra)
+
+  def _take_penalty(self):
+    """The AR/TAR penalty summed since the last call (then zeroed)."""
+    trainer = self._trainer_per_task[self._which_task(self.step)]
+    model_with_loss = trainer.accelerated_model_with_loss
+    model = self._model  # model_with_loss's state is (model's, loss's).
+    total = layers.penalty_sums(model, model_with_loss.state[0])
+    if total:
+      model_with_loss.state = (layers.zero_penalty_sums(
+          model, model_with_loss.state[0]),) + tuple(model_with_loss.state[1:])
+    return total
+
+  def run_evals(self, summary_writers=None):
+    # Evals draw keys from the Loop's random key too; they run after the
+    # step's checkpoint, so a resumed run would draw different dropout masks
+    # from then on. Training keys stay independent of evals.
+    training_rng = self._rng
+    super().run_evals(summary_writers)
+    self._rng = training_rng
+    metrics = {name: values[-1][1] for name, values in (
+        (name, self.history.get('eval', f'metrics/{name}'))
+        for name in ('WeightedCategoryCrossEntropy', 'WeightedCategoryAccuracy'))
+               if values}
+    if 'WeightedCategoryCrossEntropy' in metrics:
+      loss = metrics['WeightedCategoryCrossEntropy']
+      accuracy = metrics.get('WeightedCategoryAccuracy', float('nan'))
+      log(f'step {self.step:>7d}/{self._n_total_steps} | eval  loss '
+          f'{loss:.4f} | ppl {_ppl(loss):9.2f} | accuracy {accuracy:.4f} '
+          '(sampled windows)')
+      if self.is_chief:
+        self._metrics_log.write(self.step, 'eval', loss=loss, ppl=_ppl(loss),
+                                accuracy=accuracy)
+    if self._exact_validation and self._exact_eval_at(self.step):
+      self.run_exact_validation()
+
+  def run_exact_validation(self):
+    """Scores the whole validation split; keeps the best checkpoint."""
+    if not self.is_chief:  # One device, no collectives: process 0 alone.
+      return
+    started = time.time()
+    loss = self._exact_validation(self._validation_weights())
+    is_best = loss < self.best_valid_loss
+    log(f'step {self.step:>7d}/{self._n_total_steps} | valid loss '
+        f'{loss:.4f} | ppl {_ppl(loss):9.2f} | exact, whole split, '
+        f'{time.time() - started:.1f} s' +
+        (' | averaged weights' if self._average.count else '') +
+        (' | best so far' if is_best else ''))
+    if self.is_chief:
+      self._metrics_log.write(self.step, 'valid', loss=loss, ppl=_ppl(loss))
+    self._valid_losses.append(loss)
+    nonmono = self._nt_asgd_nonmono
+    if (nonmono is not None and not self._average.started and
+        averaging.trigger_check(self._valid_losses, nonmono) is not None):
+      self._average.start()
+      log(f'step {self.step:>7d}/{self._n_total_steps} | NT-ASGD: valid '
+          f'is worse than the best before the last {nonmono} checks; '
+          'averaging the weights from the next step on')
+    if is_best:
+      self.best_valid_loss = loss
+      if self.is_chief and self._output_dir:
+        self.save_checkpoint(BEST_CHECKPOINT)
+
+
+class ResetStateEachPass(trax_callbacks.TrainingStepCallback):
+  """Zeros the carried RNN state before the first step of every pass."""
+
+  def __init__(self, loop, steps_per_pass):
+    super().__init__(loop)
+    self._steps_per_pass = steps_per_pass
+
+  def call_at(self, step):
+    return (step - 1) % self._steps_per_pass == 0
+
+  def on_step_begin(self, step):
+    model = self._loop._model  # pylint: disable=protected-access
+    for trainer in self._loop._trainer_per_task:  # pylint: disable=protected-access
+      model_with_loss = trainer.accelerated_model_with_loss
+      state = model_with_loss.state
+      model_with_loss.state = (layers.zero_carried_state(model, state[0]),) + (
+          layers.zero_state_tree(tuple(state[1:])))
+
+  def on_step_end(self, step):
+    pass
+
+
+def _ppl(loss):
+  return float(np.exp(min(loss, 50.0)))
+
+
+def log(message):
+  """Prints a line of progress, on process 0 only."""
+  if parallel.is_chief():
+    print(message, flush=True)
