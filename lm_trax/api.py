@@ -3,6 +3,7 @@
   import lm_trax
   lm = lm_trax.load('runs/ptb_lstm', checkpoint='best')  # or 'latest', a step
   lm.perplexity(split='test').ppl          # exact, as python -m lm_trax.evaluate
+                                           # (also .bpc, .word_ppl)
   lm.perplexity(text='the cat sat on the mat\n')
   lm.perplexity(split='valid', cache=dict(size=2000, theta=1.0, lam=0.1),
                 dynamic=dict(rule='rms', lr=0.002, decay=0.02))
@@ -79,8 +80,9 @@ class LanguageModel:
         run's train split for its gradient statistics.
 
     Returns:
-      An lm_trax.evaluate.EvalResult: .loss (nats/token), .ppl, .bpc,
-      .tokens, .unknown, .adaptation.
+      An lm_trax.evaluate.EvalResult: .loss (nats/token), .ppl, .bpc (bits
+      per character), .word_ppl (perplexity per word), .tokens, .characters,
+      .words, .nats (total), .unknown, .adaptation.
     """
     from lm_trax import adaptation  # pylint: disable=g-import-not-at-top
     if (split is None) == (text is None):

@@ -13,6 +13,9 @@ A corpus is named by a string:
   a path             a directory with {train,valid,test}.txt (test optional),
                      or one text file split 90/10 like tinyshakespeare.
 
+Any corpus can be read at any level (Corpus.level): words, characters, or
+subwords learned from its train split (Corpus.vocab_size of them).
+
 The data directory is, in order: the `data_dir` gin parameter, the
 LM_TRAX_DATA_DIR environment variable, then ~/.cache/lm_trax/data. Missing
 known corpora are downloaded there (lm_trax.download) unless download=False.
@@ -23,6 +26,7 @@ import pathlib
 import gin
 
 from lm_trax.errors import UserError
+from lm_trax.vocab import LEVELS
 
 SPLITS = ('train', 'valid', 'test')
 KNOWN = {'ptb': 'word', 'tinyshakespeare': 'char'}
@@ -35,11 +39,14 @@ class Corpus:
 
   Attributes:
     name: as in the module docstring.
-    level: 'word' or 'char' (known corpora and TFDS text set it themselves).
+    level: 'word', 'char' or 'subword' (known corpora and TFDS text default
+      to their own: word for PTB, char for the others).
+    vocab_size: subword level only: about how many ids the vocabulary learned
+      from the train split has (lm_trax.vocab.build_subwords), e.g. 4000.
   """
 
   def __init__(self, name='ptb', level=None, data_dir=None, download=True,
-               tfds_text_key='text'):
+               tfds_text_key='text', vocab_size=None):
     self.name = name
     # (Imported here so `python -m lm_trax.download` finds it unimported.)
     from lm_trax import download as download_lib  # pylint: disable=g-import-not-at-top
@@ -49,12 +56,16 @@ class Corpus:
     self.tfds_text_key = tfds_text_key
     if level is None:
       level = KNOWN.get(name, 'char' if name.startswith('tfds:') else 'word')
-    if level not in ('word', 'char'):
-      raise UserError(f"Corpus.level must be 'word' or 'char', got {level!r}")
+    if level not in LEVELS:
+      raise UserError(f"Corpus.level must be 'word', 'char' or 'subword', "
+                      f'got {level!r}')
+    _check_vocab_size(level, vocab_size)
     self.level = level
+    self.vocab_size = vocab_size
 
   def __repr__(self):
-    return f'Corpus({self.name!r}, level={self.level!r})'
+    size = f', vocab_size={self.vocab_size}' if self.vocab_size else ''
+    return f'Corpus({self.name!r}, level={self.level!r}{size})'
 
   def text(self, split):
     """The whole split as one string."""
@@ -104,6 +115,21 @@ class Corpus:
     raise UserError(
         f'unknown corpus {self.name!r}: use ptb, tinyshakespeare, tfds:NAME, '
         'a directory with train.txt/valid.txt[/test.txt], or a text file')
+
+
+def _check_vocab_size(level, vocab_size):
+  """Raises UserError unless vocab_size is set exactly for subwords."""
+  if level != 'subword':
+    if vocab_size is not None:
+      raise UserError('Corpus.vocab_size sets the size of a subword '
+                      f"vocabulary, and Corpus.level is {level!r}; set "
+                      "Corpus.level = 'subword' or remove it (word "
+                      'vocabularies are cut with train.vocab_max_size)')
+    return
+  if (vocab_size is None or isinstance(vocab_size, bool) or
+      not isinstance(vocab_size, int) or vocab_size < 3):
+    raise UserError(f"Corpus.level = 'subword' needs Corpus.vocab_size, a "
+                    f'whole number >= 3 (e.g. 4000), got {vocab_size!r}')
 
 
 def _read(path):

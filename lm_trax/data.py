@@ -117,14 +117,10 @@ def NextTokenPairs(start_id):  # pylint: disable=invalid-name
 
 def split_lines(vocab, text):
   """A split's text -> list of int32 id arrays, one per non-empty line, each
-  ending in the vocabulary's eos (<eos> for words, '\\n' for characters)."""
-  lines = []
-  for line in text.splitlines(keepends=True):
-    if line.strip():
-      if vocab.level == 'char' and not line.endswith('\n'):
-        line += '\n'
-      lines.append(vocab.encode(line))
-  return lines
+  ending in the vocabulary's eos (<eos> for words and subwords, '\\n' for
+  characters), a last line without its '\\n' too."""
+  return [vocab.encode(line if line.endswith('\n') else line + '\n')
+          for line in text.splitlines(keepends=True) if line.strip()]
 
 
 def PadRows(multiple):  # pylint: disable=invalid-name

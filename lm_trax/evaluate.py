@@ -1,28 +1,38 @@
-"""Exact perplexity (and bits per character) of a trained run over a split.
+"""Exact perplexity, bits per character and perplexity per word over a split.
 
   python -m lm_trax.evaluate --output_dir RUN [--split valid|test]
                              [--batch_size N] [--data_dir D]
 
 prints, as its last line,
 
-  split=test tokens=82430 loss=4.7421 ppl=114.68            (word level)
-  split=valid tokens=111540 loss=1.4702 ppl=4.35 bpc=2.1211  (char level)
+  split=test tokens=N loss=X ppl=Y bpc=Z word_ppl=W
 
 with a progress bar and tokens/s on stderr.
 
 The rule: every token of the split is predicted exactly once, from everything
 before it in the split, as if the split were one stream (the start of the
-split is primed with the end-of-line token: <eos> for words, '\\n' for
-characters). RNNs carry their state through the whole split; the NPLM sees
-its n_context previous tokens. So the result does not depend on how the work
-is cut: --batch_size only sets how many tokens each compiled call scores
-(batch_size x the run's seq_len, as one row), and changes nothing but float
-rounding. Runs trained on lines (Batching.kind = 'lines') are scored line by
-line, each line from a fresh state, as they were trained; blank lines are
-skipped.
+split is primed with the end-of-line token: <eos> for words and subwords,
+'\\n' for characters). RNNs carry their state through the whole split; the
+NPLM sees its n_context previous tokens. So the result does not depend on how
+the work is cut: --batch_size only sets how many tokens each compiled call
+scores (batch_size x the run's seq_len, as one row), and changes nothing but
+float rounding. Runs trained on lines (Batching.kind = 'lines') are scored
+line by line, each line from a fresh state, as they were trained; blank lines
+are skipped.
 
-loss is the mean negative log-likelihood in nats per token; ppl = exp(loss);
-bpc = loss / ln 2.
+With N the tokens scored and L their total negative log-likelihood in nats:
+
+  loss = L / N (nats per token), ppl = exp(loss)
+  bpc = L / (C ln 2), C the characters the scored tokens stand for
+  word_ppl = exp(L / W), W the words they stand for
+
+C and W are counted on the text the scored tokens decode to
+(lm_trax.vocab.Vocab.lengths), every '\\n' included: for characters and
+subwords the text itself; for words, the words joined by single spaces with
+a '\\n' per <eos>. W is its whitespace-separated words plus one per line end,
+as PTB's word-level perplexity counts <eos>; so at word level W = N and
+word_ppl = ppl, and bpc and word_ppl compare models of any level on the same
+text. (At character level C = N and bpc = loss / ln 2.)
 
 Adapting while reading (lm_trax.adaptation; recurrent models, stream runs):
 
@@ -54,12 +64,20 @@ from lm_trax.errors import UserError
 
 @dataclasses.dataclass
 class EvalResult:
+  """One evaluation: the formulas are in the module docstring."""
   split: str
   tokens: int
   loss: float  # Mean negative log-likelihood, nats per token.
   level: str
+  characters: int  # C: characters the scored tokens stand for.
+  words: int  # W: words they stand for, line ends included.
   unknown: int = 0  # Tokens mapped to <unk>.
   adaptation: str = ''  # e.g. 'cache=2000/1.0/0.1' (lm_trax.adaptation).
+
+  @property
+  def nats(self):
+    """L, the total negative log-likelihood."""
+    return self.loss * self.tokens
 
   @property
   def ppl(self):
@@ -67,16 +85,23 @@ class EvalResult:
 
   @property
   def bpc(self):
-    return self.loss / math.log(2)
+    return _ratio(self.nats, self.characters * math.log(2))
+
+  @property
+  def word_ppl(self):
+    return math.exp(_ratio(self.nats, self.words))
 
   def line(self):
     text = (f'split={self.split} tokens={self.tokens} loss={self.loss:.4f} '
-            f'ppl={self.ppl:.2f}')
-    if self.level == 'char':
-      text += f' bpc={self.bpc:.4f}'
+            f'ppl={self.ppl:.2f} bpc={self.bpc:.4f} '
+            f'word_ppl={self.word_ppl:.2f}')
     if self.adaptation:
       text += f' {self.adaptation}'
     return text
+
+
+def _ratio(total, count):
+  return total / count if count else math.nan
 
 
 # Whole splits --------------------------------------------------------------------
@@ -103,20 +128,34 @@ def evaluate_text(run, text, split, batch_size=None, progress=True,
   (lm_trax.adaptation.Cache, .Dynamic; data_dir: where the train split is,
   for the statistics of dynamic evaluation's rule 'rms')."""
   vocab = run.vocab
+  batching = run.batching()
+  scored = scored_ids(vocab, batching, text)
+  statistics = _statistics(run, dynamic, data_dir, progress)
+  bar = _Progress(sum(map(len, scored)), split, progress)
   if cache is None and dynamic is None:
-    bar = _Progress(len(vocab.split(text)), split, progress)
-    loss, tokens = exact_loss(run.predictor(), run.batching(), text,
-                              batch_size, bar)
+    loss, tokens = exact_loss(run.predictor(), batching, text, batch_size,
+                              bar)
   else:
-    statistics = _statistics(run, dynamic, data_dir, progress)
-    bar = _Progress(len(vocab.split(text)), split, progress)
-    loss, tokens = adapted_loss(run.predictor(), run.batching(), text,
-                                cache, dynamic, batch_size, statistics, bar)
+    loss, tokens = adapted_loss(run.predictor(), batching, text, cache,
+                                dynamic, batch_size, statistics, bar)
   bar.close()
+  characters = words = 0
+  for ids in scored:
+    more_characters, more_words = vocab.lengths(ids)
+    characters, words = characters + more_characters, words + more_words
   from lm_trax import adaptation  # pylint: disable=g-import-not-at-top
-  return EvalResult(split, tokens, loss, vocab.level,
+  return EvalResult(split, tokens, loss, vocab.level, characters, words,
                     vocab.count_unknown(text),
                     adaptation.label(cache, dynamic))
+
+
+def scored_ids(vocab, batching, text):
+  """The ids a text is scored as: a list of int32 arrays, one per line for
+  runs trained on lines (`data.split_lines`), else one, the whole text."""
+  from lm_trax import data  # pylint: disable=g-import-not-at-top
+  if batching.kind == 'lines':
+    return data.split_lines(vocab, text)
+  return [vocab.encode(text, unknown='map')]
 
 
 def adapted_loss(predictor, batching, text, cache=None, dynamic=None,
@@ -180,13 +219,12 @@ def exact_loss(predictor, batching, text, batch_size=None, progress=None):
       batching's.
     progress: optional callable(n_tokens_done).
   """
-  from lm_trax import data  # pylint: disable=g-import-not-at-top
   batch_size = batch_size or batching.batch_size
+  scored = scored_ids(predictor.vocab, batching, text)
   if batching.kind == 'lines':
-    lines = data.split_lines(predictor.vocab, text)
-    sums, counts = predictor.lines_log_probs(lines, batch_size, progress)
+    sums, counts = predictor.lines_log_probs(scored, batch_size, progress)
     return float(-sums.sum() / counts.sum()), int(counts.sum())
-  ids = predictor.vocab.encode(text, unknown='map')
+  (ids,) = scored
   log_probs = predictor.stream_log_probs(ids, batch_size * batching.seq_len,
                                          progress)
   return float(-log_probs.mean()), len(ids)

@@ -40,8 +40,9 @@ From Python:
   generate(run, prompt, length, ...) -> list of S strings
 
 Word-level samples are detokenized (clitics such as 's and n't attached,
-sentences capitalized, one sentence per line); character-level samples are
-the text itself. --stop_at_eos cuts each sample at its first end-of-line id.
+sentences capitalized, one sentence per line); character- and subword-level
+samples are the text itself. --stop_at_eos cuts each sample at its first
+end-of-line id.
 """
 
 import re
@@ -277,12 +278,16 @@ def _detokenize_line(line):
 def to_text(vocab, prompt, prompt_ids, generated):
   """One sample as text: the prompt followed by the generated ids (L,).
 
-  Character level: the prompt as given, then the characters. Word level: the
-  prompt's words (unknown ones as <unk>) and the generated words, detokenized.
+  Character level: the prompt as given, then the characters. Subword level:
+  the prompt's ids and the generated ones decoded together (a space between
+  two words is implied by the subwords on both sides; the prompt decodes to
+  itself). Word level: the prompt's words (unknown ones as <unk>) and the
+  generated words, detokenized.
   """
   if vocab.level == 'char':
     return prompt + vocab.decode(generated)
-  return detokenize(vocab.decode(np.concatenate([prompt_ids, generated])))
+  text = vocab.decode(np.concatenate([prompt_ids, generated]))
+  return text if vocab.level == 'subword' else detokenize(text)
 
 
 # From a run directory ---------------------------------------------------------------
@@ -294,7 +299,7 @@ def generate(run, prompt='', length=200, temperature=1.0, top_k=None,
   Args:
     run: a lm_trax.run_dir.Run.
     prompt: text that primes the model ('' or None: a fresh line).
-    length: tokens (words or characters) to generate per sample.
+    length: tokens (words, characters or subwords) to generate per sample.
     temperature: T >= 0; 0 is greedy.
     top_k: sample only from the k most likely tokens (None: all).
     top_p: sample only from the most likely tokens holding mass top_p.
@@ -364,8 +369,8 @@ def main(argv=None):
                       help="text to continue (bash: --prompt $'ROMEO:\\n' for "
                       'a line break); default: start a fresh line')
   parser.add_argument('--length', type=int, default=200,
-                      help='words or characters to generate per sample '
-                      '(default: 200)')
+                      help='tokens (words, characters or subwords) to '
+                      'generate per sample (default: 200)')
   parser.add_argument('--temperature', type=float, default=1.0,
                       help='>= 0; lower is more conservative, 0 is greedy '
                       '(default: 1)')

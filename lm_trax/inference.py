@@ -15,10 +15,10 @@ the last recurrent layer's outputs (B, T, d), which the continuous cache of
 lm_trax.adaptation reads.
 
 Priming: text is read as if it followed a line end. The model's first input
-is the end-of-line id (<eos> for words, '\\n' for characters), so the first
-token of a split, of a scored line, of a prompt is predicted from a fresh
-state that has seen one line end, as in training, where every line follows
-one.
+is the end-of-line id (<eos> for words and subwords, '\\n' for characters),
+so the first token of a split, of a scored line, of a prompt is predicted
+from a fresh state that has seen one line end, as in training, where every
+line follows one.
 
 The module imports trax only when a Predictor is built, so the commands that
 import it answer --help without it.
@@ -134,8 +134,9 @@ def encode_prompt(vocab, prompt, unknown='map'):
 
   The vocabulary's rule (lm_trax.vocab: words split on whitespace, a line
   break is <eos>, a word missing from the vocabulary is read in lowercase if
-  that is known, else as <unk>), except that an unfinished last line gets no
-  <eos>: the model continues it.
+  that is known, else as <unk>; subwords as encoded), except that an
+  unfinished last line gets no <eos>: the model continues it. A subword
+  prompt's last word counts as finished (its last subword ends in '_').
 
   Args:
     vocab: a lm_trax.vocab.Vocab.

@@ -130,8 +130,8 @@ def main(argv=None):
         if args.json:
           print(json.dumps({'token': token, 'prob': prob}))
         else:
-          print(f'{prob:.4f}  {token!r}' if run.vocab.level == 'char'
-                else f'{prob:.4f}  {token}')
+          print(f'{prob:.4f}  {token}' if run.vocab.level == 'word'
+                else f'{prob:.4f}  {token!r}')
       return
     scores = score_lines(run, _read_lines(args.file), args.skip_unknown)
     n_unknown = sum(s.unknown for s in scores)

@@ -47,12 +47,15 @@ from lm_trax import vocab as vocab_lib
 from lm_trax.errors import UserError, one_line
 
 def prepare_vocab(output_dir, corpus, train_text, max_size=None, held_out=()):
-  """The run's vocabulary: loaded from output_dir, or built and saved there."""
-  built = vocab_lib.build(train_text, corpus.level, max_size=max_size,
-                          held_out=held_out)
+  """The run's vocabulary: loaded from output_dir, or built from the train
+  split and saved there. A saved one must be what this corpus builds."""
   path = pathlib.Path(output_dir) / vocab_lib.FILENAME
-  if path.exists():
-    saved = vocab_lib.Vocab.load(output_dir)
+  saved = vocab_lib.Vocab.load(output_dir) if path.exists() else None
+  if saved is not None and saved.built_from(train_text, corpus.vocab_size):
+    return saved  # A subword vocabulary: building it again takes seconds.
+  built = vocab_lib.build(train_text, corpus.level, max_size=max_size,
+                          held_out=held_out, target_size=corpus.vocab_size)
+  if saved is not None:
     if saved != built:
       raise UserError(
           f'{output_dir} holds a run with a different vocabulary '
@@ -155,7 +158,8 @@ def train(output_dir,
     exact_eval_every: score the whole validation split every this many steps
       (default: once per epoch, and at the last step; 0 turns it off); the
       best-scoring weights are kept as checkpoints/best.
-    vocab_max_size: keep only this many most frequent words (word level).
+    vocab_max_size: keep only this many most frequent words (word level;
+      subword vocabularies are sized by Corpus.vocab_size).
     nt_asgd_nonmono: NT-ASGD (lm_trax.averaging): once the exact validation
       loss is worse than the best of all checks but the last this many,
       validate, keep as best and evaluate the average of the weights since

@@ -62,6 +62,16 @@ def test_unknown_corpus_and_split_and_level(tmp_path):
     corpora.Corpus('ptb', level='byte')
 
 
+def test_subword_level_needs_a_vocab_size_and_only_it_does(tmp_path):
+  corpus = corpora.Corpus(str(tmp_path), level='subword', vocab_size=4000)
+  assert (corpus.level, corpus.vocab_size) == ('subword', 4000)
+  assert 'vocab_size=4000' in repr(corpus)
+  with pytest.raises(UserError, match='needs Corpus.vocab_size'):
+    corpora.Corpus('tinyshakespeare', level='subword')
+  with pytest.raises(UserError, match="Corpus.level = 'subword' or remove"):
+    corpora.Corpus('ptb', vocab_size=4000)
+
+
 def test_tfds_corpora_read_the_prepared_dataset(monkeypatch):
   calls = []
   def fake_read_split(name, split, text_key='text', data_dir=None):

@@ -7,12 +7,13 @@ import jax
 import numpy as np
 import pytest
 
+from lm_trax import corpora
 from lm_trax import evaluate
 from lm_trax import run_dir
 from lm_trax import score
 from lm_trax.errors import UserError
 
-from conftest import ADAM_6_STEPS  # pylint: disable=g-bad-import-order
+from conftest import ADAM_6_STEPS, tiny_sentences  # pylint: disable=g-bad-import-order
 
 
 @pytest.fixture(scope='module')
@@ -56,12 +57,32 @@ def test_perplexity_does_not_depend_on_the_batch_size(word_run):
     assert r.loss == pytest.approx(results[0].loss, rel=1e-5)
 
 
-def test_char_results_report_bits_per_character(char_run):
+def test_word_results_report_bits_per_character_and_per_word(word_run):
+  result = evaluate.evaluate(word_run, 'test', progress=False)
+  # The tiny test split: 100 lines ' <sentence> \n'; they decode to the
+  # words joined by single spaces, each line ending in '\n'.
+  characters = sum(len(line) + 1 for line in tiny_sentences(100))
+  assert (result.characters, result.words) == (characters, 600)
+  assert result.nats == pytest.approx(result.loss * 600)
+  assert result.bpc == pytest.approx(result.nats / (characters * math.log(2)))
+  assert result.word_ppl == pytest.approx(result.ppl)  # W = N at word level.
+  assert result.line() == (
+      f'split=test tokens=600 loss={result.loss:.4f} ppl={result.ppl:.2f} '
+      f'bpc={result.bpc:.4f} word_ppl={result.word_ppl:.2f}')
+
+
+def test_char_results_report_bits_per_character(char_run, tiny_data_dir):
   result = evaluate.evaluate(char_run, 'valid', progress=False)
-  assert result.level == 'char'
+  text = corpora.Corpus('tinyshakespeare', data_dir=tiny_data_dir).text(
+      'valid')
+  assert result.level == 'char' and result.characters == result.tokens
   assert result.bpc == pytest.approx(result.loss / math.log(2))
+  assert result.words == len(text.split()) + text.count('\n')
+  assert result.word_ppl == pytest.approx(
+      math.exp(result.nats / result.words))
   assert result.line().startswith(f'split=valid tokens={result.tokens} ')
-  assert f'bpc={result.bpc:.4f}' in result.line()
+  assert f'bpc={result.bpc:.4f} word_ppl={result.word_ppl:.2f}' in (
+      result.line())
 
 
 def test_line_trained_runs_are_scored_line_by_line(train_tiny_run, tmp_path):
@@ -71,6 +92,8 @@ def test_line_trained_runs_are_scored_line_by_line(train_tiny_run, tmp_path):
   result = evaluate.evaluate_text(run, text, 'valid', progress=False)
   lines = score.score_lines(run, ['All:', 'Speak, speak.', 'All:'])
   assert result.tokens == sum(s.tokens for s in lines) == 5 + 14 + 5
+  # The blank line is not scored: neither are its characters and words.
+  assert (result.characters, result.words) == (24, 2 + 3 + 2)
   assert result.loss == pytest.approx(
       -sum(s.logprob for s in lines) / result.tokens, rel=1e-5)
 

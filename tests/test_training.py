@@ -38,7 +38,7 @@ def test_the_shipped_configs_are_the_expected_ones():
                          'ptb_lstm_tied.gin', 'ptb_nplm.gin',
                          'ptb_nplm_direct.gin',
                          'shakespeare_char.gin', 'shakespeare_gru.gin',
-                         'shakespeare_lstm.gin']
+                         'shakespeare_lstm.gin', 'shakespeare_subword.gin']
 
 
 @pytest.mark.parametrize('name', EXPERIMENTS)
@@ -53,7 +53,8 @@ def test_every_config_trains_two_steps_at_tiny_size(name, use_tiny_data,
     assert (tmp_path / filename).exists(), filename
   assert 'train.model' in (tmp_path / 'config.gin').read_text()
   assert all(np.isfinite(_eval_losses(loop)))
-  level = 'char' if name.startswith('shakespeare') else 'word'
+  level = ('subword' if name.endswith('subword.gin') else
+           'char' if name.startswith('shakespeare') else 'word')
   assert vocab_lib.Vocab.load(tmp_path).level == level
 
 

@@ -1,9 +1,16 @@
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from lm_trax import vocab as vocab_lib
 from lm_trax.errors import UserError
 
+REPO = pathlib.Path(__file__).resolve().parent.parent
 TRAIN = 'the cat sat\nthe dog sat on the mat\n'
 
 
@@ -75,3 +82,108 @@ def test_a_capitalized_word_is_read_as_its_lowercase_form_everywhere():
       vocab.ids['the'], vocab.ids['stock'], vocab.unk_id, vocab.eos_id]
   assert vocab.count_unknown('The Stock rose') == 1
   assert vocab.knows('The') and not vocab.knows('rose')
+
+
+# Subwords ---------------------------------------------------------------------
+
+SUBWORD_TRAIN = ('First Citizen:\nBefore we proceed any further, hear me '
+                 'speak.\n\nAll:\nSpeak, speak.\n\n') * 20
+
+
+@pytest.fixture(scope='module')
+def subwords():
+  return vocab_lib.build(SUBWORD_TRAIN, 'subword', target_size=60)
+
+
+def test_subword_layout_and_size(subwords):
+  assert subwords.level == 'subword'
+  assert subwords.tokens[:2] == ['<pad>', '<eos>'] and subwords.eos_id == 1
+  assert subwords.unk_id is None
+  assert 'speak_' in subwords.ids  # A whole word learned as one subword.
+  # The nearest size to the target that the little text allows.
+  assert 50 <= subwords.size <= 70
+
+
+@pytest.mark.parametrize('text', [
+    'Speak, speak.\n',
+    'First Citizen:\n\nAll:\n',  # Blank lines.
+    '  Before  we, proceed\t(any) further?! \n',  # Runs of spaces, a tab.
+    'Zounds, a quixotic jabberwock\n',  # Words never seen in training.
+    'café — naïve «quotes» 🙂 日本\n',  # Characters never seen either.
+    'snake_case \\ back\\slash \\65; <eos> <pad> <unk>',  # Escapes; no '\n'.
+    '', '\n', '\n\n', 'a', ' ', '\r\n',
+])
+def test_subword_decode_gives_back_any_text(subwords, text):
+  ids = subwords.encode(text)
+  assert ids.dtype == np.int32 and (ids > 0).all()
+  assert subwords.decode(ids) == text
+  assert list(ids).count(subwords.eos_id) == text.count('\n')
+  assert subwords.count_unknown(text) == 0
+
+
+def test_subword_save_and_load_encode_identically(subwords, tmp_path):
+  subwords.save(tmp_path)
+  loaded = vocab_lib.Vocab.load(tmp_path)
+  assert isinstance(loaded, vocab_lib.SubwordVocab) and loaded == subwords
+  assert (loaded.target_size, loaded.train_sha256) == (
+      60, subwords.train_sha256)
+  text = SUBWORD_TRAIN[:200] + 'Zounds, café 🙂 snake_case\n'
+  np.testing.assert_array_equal(loaded.encode(text), subwords.encode(text))
+  assert loaded.decode(subwords.encode(text)) == text
+
+
+def test_subword_building_is_deterministic_across_processes(subwords):
+  # trax iterates over sets of strings, whose order changes with the hash
+  # seed of the process: the vocabulary must not.
+  code = ('import json, sys; from lm_trax import vocab; '
+          'print(json.dumps(vocab.build(sys.stdin.read(), "subword", '
+          'target_size=60).tokens))')
+  env = dict(os.environ, PYTHONHASHSEED='12345', PYTHONPATH=str(REPO))
+  out = subprocess.run([sys.executable, '-c', code], input=SUBWORD_TRAIN,
+                       capture_output=True, text=True, env=env, check=True)
+  assert json.loads(out.stdout.strip().splitlines()[-1]) == subwords.tokens
+
+
+def test_subword_vocab_is_learned_from_the_train_split_only(tmp_path):
+  from lm_trax import corpora  # pylint: disable=g-import-not-at-top
+  from lm_trax import training  # pylint: disable=g-import-not-at-top
+  (tmp_path / 'train.txt').write_text(SUBWORD_TRAIN)
+  # 'q' and 'quixotic' are only in valid and test.
+  (tmp_path / 'valid.txt').write_text('quixotic quarrels\n' * 50)
+  (tmp_path / 'test.txt').write_text('quixotic quips\n' * 50)
+  corpus = corpora.Corpus(str(tmp_path), level='subword', vocab_size=60)
+  vocab = training.prepare_vocab(tmp_path / 'run', corpus,
+                                 corpus.text('train'),
+                                 held_out=corpus.held_out_texts())
+  assert vocab == vocab_lib.build(SUBWORD_TRAIN, 'subword', target_size=60)
+  assert not any('q' in token for token in vocab.tokens)
+  assert vocab_lib.Vocab.load(tmp_path / 'run') == vocab
+  assert vocab.decode(vocab.encode('quixotic quips\n')) == 'quixotic quips\n'
+
+
+def test_a_resumed_subword_run_reuses_its_vocabulary_unless_the_text_changed(
+    subwords, tmp_path, monkeypatch):
+  from lm_trax import corpora  # pylint: disable=g-import-not-at-top
+  from lm_trax import training  # pylint: disable=g-import-not-at-top
+  corpus = corpora.Corpus(str(tmp_path), level='subword', vocab_size=60)
+  subwords.save(tmp_path / 'run')
+  def no_building(*unused_args, **unused_kwargs):
+    raise AssertionError('built again')
+  monkeypatch.setattr(vocab_lib, 'build_subwords', no_building)
+  assert training.prepare_vocab(tmp_path / 'run', corpus,
+                                SUBWORD_TRAIN) == subwords
+  monkeypatch.undo()
+  with pytest.raises(UserError, match='different vocabulary'):
+    training.prepare_vocab(tmp_path / 'run', corpus, 'Other text.\n' * 20)
+
+
+def test_lengths_count_the_decoded_characters_and_words_with_line_ends(
+    subwords):
+  words = vocab_lib.build(TRAIN, 'word')
+  # Decoded: 'the cat sat\nthe <unk>\n': 11 + 1 + 9 + 1 characters.
+  assert words.lengths(words.encode(' the  cat sat \nthe zebra\n')) == (22, 7)
+  # An <unk> character is one character.
+  chars = vocab_lib.build('abc\n', 'char', held_out=['z'])
+  assert chars.lengths(chars.encode('ab\nz\n', unknown='map')) == (5, 4)
+  text = 'Speak,  speak.\nAll:'
+  assert subwords.lengths(subwords.encode(text)) == (len(text), 4)
