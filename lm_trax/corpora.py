@@ -4,6 +4,22 @@ A corpus is named by a string:
 
   'ptb'              Penn Treebank, Mikolov's 10k version: <data_dir>/ptb/
                      ptb.{train,valid,test}.txt, word level.
+  'ptb_char'         PTB's character version from the same archive:
+                     <data_dir>/ptb_char/ptb.char.{train,valid,test}.txt.
+                     Its symbols are separated by spaces ('_' between words),
+                     so it is read at word level, one symbol a token, and
+                     <eos> ends every line, as AWD-LSTM reads it (bpc =
+                     loss / ln 2 per symbol).
+  'wikitext2'        WikiText-2 and -103, the tokenized release (with its own
+  'wikitext103'      <unk>): <data_dir>/wikitext2/wiki.{train,valid,test}.tokens
+                     (and wikitext103/), word level.
+  'enwik8'           <data_dir>/enwik8/enwik8, 10^8 bytes of Wikipedia XML, at
+                     byte level: each byte is read as one character (Latin-1
+                     decoding: lossless, one character per byte), so it fits
+                     the char level. Train is the first 90% of the bytes,
+                     valid the next 5%, test the last 5% (90M / 5M / 5M).
+  'text8'            <data_dir>/text8/text8, 10^8 characters (a-z and space),
+                     char level, split 90M / 5M / 5M like enwik8.
   'tinyshakespeare'  <data_dir>/tinyshakespeare/input.txt, char level. It has
                      no official split: train is the first 90% of the
                      characters, valid the last 10% (as nanoGPT); no test.
@@ -29,8 +45,14 @@ from lm_trax.errors import UserError
 from lm_trax.vocab import LEVELS
 
 SPLITS = ('train', 'valid', 'test')
-KNOWN = {'ptb': 'word', 'tinyshakespeare': 'char'}
+KNOWN = {'ptb': 'word', 'ptb_char': 'word', 'wikitext2': 'word',
+         'wikitext103': 'word', 'enwik8': 'char', 'text8': 'char',
+         'tinyshakespeare': 'char'}
 TRAIN_FRACTION = 0.9  # For corpora stored as one file.
+# enwik8 and text8: [start, stop) of each split in percent of the file, the
+# standard 90M / 5M / 5M of their 10^8 bytes (e.g. Merity et al.'s
+# prep_enwik8.py); a smaller file splits in the same proportions.
+BYTE_SPLITS = {'train': (0, 90), 'valid': (90, 95), 'test': (95, 100)}
 
 
 @gin.configurable(module='lm_trax')
@@ -79,10 +101,12 @@ class Corpus:
     if self.name in KNOWN:
       from lm_trax import download as download_lib  # pylint: disable=g-import-not-at-top
       download_lib.ensure(self.name, self.data_dir, download=self.download)
-      if self.name == 'ptb':
-        return _read(self.data_dir / 'ptb' / f'ptb.{split}.txt')
-      return _split_one_file(self.data_dir / 'tinyshakespeare' / 'input.txt',
-                             split)
+      paths = download_lib.expected_files(self.name, self.data_dir)
+      if self.name == 'tinyshakespeare':
+        return _split_one_file(paths[0], split)
+      if self.name in ('enwik8', 'text8'):
+        return _read_byte_split(paths[0], split)
+      return _read(paths[SPLITS.index(split)])  # A file per split.
     return self._user_text(split)
 
   def held_out_texts(self):
@@ -99,10 +123,8 @@ class Corpus:
     """Whether the corpus has a test split."""
     if self.name.startswith('tfds:'):
       return False  # Not every TFDS text dataset has one: not assumed.
-    if self.name == 'ptb':
-      return True
     if self.name in KNOWN:
-      return False
+      return self.name != 'tinyshakespeare'
     path = pathlib.Path(self.name).expanduser()
     return path.is_dir() and (path / 'test.txt').is_file()
 
@@ -113,8 +135,15 @@ class Corpus:
     if path.is_dir():
       return _read(path / f'{split}.txt')
     raise UserError(
-        f'unknown corpus {self.name!r}: use ptb, tinyshakespeare, tfds:NAME, '
-        'a directory with train.txt/valid.txt[/test.txt], or a text file')
+        f'unknown corpus {self.name!r}: use {", ".join(sorted(KNOWN))}, '
+        'tfds:NAME, a directory with train.txt/valid.txt[/test.txt], or a '
+        'text file')
+
+
+def _check_exists(path):
+  if not path.is_file():
+    raise UserError(f'missing corpus file {path}; put it there or point '
+                    'LM_TRAX_DATA_DIR (or Corpus.data_dir) at the data')
 
 
 def _check_vocab_size(level, vocab_size):
@@ -135,9 +164,7 @@ def _check_vocab_size(level, vocab_size):
 def _read(path):
   """Reads a UTF-8 text file; missing, empty or undecodable is a UserError."""
   path = pathlib.Path(path)
-  if not path.is_file():
-    raise UserError(f'missing corpus file {path}; put it there or point '
-                    'LM_TRAX_DATA_DIR (or Corpus.data_dir) at the data')
+  _check_exists(path)
   data = path.read_bytes()
   try:
     text = data.decode('utf-8-sig')  # Without a byte-order mark, if any.
@@ -158,3 +185,29 @@ def _split_one_file(path, split):
   text = _read(path)
   cut = int(len(text) * TRAIN_FRACTION)
   return text[:cut] if split == 'train' else text[cut:]
+
+
+def byte_split_bounds(n_bytes, split):
+  """[start, stop) byte offsets of `split` in a file of n_bytes (BYTE_SPLITS):
+  (0, 90_000_000), (90_000_000, 95_000_000), (95_000_000, 100_000_000) for
+  the 10^8 bytes of enwik8 and text8."""
+  start, stop = BYTE_SPLITS[split]
+  return n_bytes * start // 100, n_bytes * stop // 100
+
+
+def _read_byte_split(path, split):
+  """One split of a byte-level corpus, read alone, each byte one character.
+
+  Latin-1 maps bytes 0-255 to the characters U+0000-U+00FF, so the text has
+  exactly one character per byte (the UTF-8 of enwik8 is never decoded) and
+  `text.encode('latin-1')` gives the bytes back.
+  """
+  _check_exists(path)
+  start, stop = byte_split_bounds(path.stat().st_size, split)
+  with open(path, 'rb') as f:
+    f.seek(start)
+    data = f.read(stop - start)
+  if not data:
+    raise UserError(f'the {split} split of {path} is empty; put the whole '
+                    'file there')
+  return data.decode('latin-1')

@@ -3,16 +3,25 @@
 Layout of a data directory (paths relative to it are in `CORPUS_FILES`):
 
   <data_dir>/ptb/ptb.{train,valid,test}.txt
+  <data_dir>/ptb_char/ptb.char.{train,valid,test}.txt
   <data_dir>/tinyshakespeare/input.txt
+  <data_dir>/wikitext2/wiki.{train,valid,test}.tokens
+  <data_dir>/wikitext103/wiki.{train,valid,test}.tokens
+  <data_dir>/enwik8/enwik8
+  <data_dir>/text8/text8
 
-Every file is checked against its SHA-256 and written atomically (a temporary
-file in the same directory, fsync, os.replace), so a failed or corrupt download
-never leaves a partial or wrong file behind. Network failures raise UserError
-at once (no retries) saying where to put the files by hand.
+Every download is verified before anything is written: each file against its
+SHA-256 (`SHA256`) or, where only the archive's digest is published, the whole
+archive (`ARCHIVE_DIGESTS`); the character PTB, for which neither is
+published, by the word-level PTB files in the same archive. Files are written
+atomically (a temporary file in the same directory, fsync, os.replace), so a
+failed or corrupt download never leaves a partial or wrong file behind.
+Network failures raise UserError at once (no retries) saying where to put the
+files by hand.
 
 Command line:
 
-  python -m lm_trax.download {ptb,tinyshakespeare} [--data_dir DIR] [--force]
+  python -m lm_trax.download NAME [--data_dir DIR] [--force]
 
 This module imports only the standard library (and tqdm, lazily): no trax,
 TensorFlow or JAX.
@@ -25,8 +34,10 @@ import pathlib
 import secrets
 import sys
 import tarfile
+import typing
 import urllib.error
 import urllib.request
+import zipfile
 import zlib
 
 from lm_trax import cli
@@ -35,20 +46,50 @@ from lm_trax.errors import UserError, exit_with
 ENV_VAR = 'LM_TRAX_DATA_DIR'
 
 CORPUS_FILES = {
+    'enwik8': ('enwik8/enwik8',),
     'ptb': ('ptb/ptb.train.txt', 'ptb/ptb.valid.txt', 'ptb/ptb.test.txt'),
+    'ptb_char': ('ptb_char/ptb.char.train.txt', 'ptb_char/ptb.char.valid.txt',
+                 'ptb_char/ptb.char.test.txt'),
+    'text8': ('text8/text8',),
     'tinyshakespeare': ('tinyshakespeare/input.txt',),
+    'wikitext103': ('wikitext103/wiki.train.tokens',
+                    'wikitext103/wiki.valid.tokens',
+                    'wikitext103/wiki.test.tokens'),
+    'wikitext2': ('wikitext2/wiki.train.tokens', 'wikitext2/wiki.valid.tokens',
+                  'wikitext2/wiki.test.tokens'),
 }
 
-# Where each corpus comes from. PTB is Mikolov's preprocessed version, inside
-# an archive (members ./simple-examples/data/ptb.*.txt); Tiny Shakespeare is a
-# single file from Karpathy's char-rnn repository.
+# Where each corpus comes from. Both PTBs are Mikolov's preprocessed versions
+# from one archive; WikiText is the tokenized release (its own <unk>) from the
+# Salesforce (formerly MetaMind) bucket; enwik8 and text8 are Mahoney's, of the
+# Large Text Compression Benchmark; Tiny Shakespeare is a single file from
+# Karpathy's char-rnn repository.
+_SIMPLE_EXAMPLES = 'http://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz'
+_WIKITEXT = 'https://s3.amazonaws.com/research.metamind.io/wikitext/'
 URLS = {
-    'ptb': 'http://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz',
+    'enwik8': 'http://mattmahoney.net/dc/enwik8.zip',
+    'ptb': _SIMPLE_EXAMPLES,
+    'ptb_char': _SIMPLE_EXAMPLES,
+    'text8': 'http://mattmahoney.net/dc/text8.zip',
     'tinyshakespeare': ('https://raw.githubusercontent.com/karpathy/char-rnn/'
                         'master/data/tinyshakespeare/input.txt'),
+    'wikitext103': _WIKITEXT + 'wikitext-103-v1.zip',
+    'wikitext2': _WIKITEXT + 'wikitext-2-v1.zip',
 }
-_ARCHIVES = frozenset({'ptb'})
 
+# The corpora that come in an archive: its format, and the folder in it that
+# holds the files under the names of CORPUS_FILES (a leading './' is ignored).
+# Nothing else in an archive is extracted, and never under its own path.
+ARCHIVES = {
+    'enwik8': ('zip', ''),
+    'ptb': ('tgz', 'simple-examples/data'),
+    'ptb_char': ('tgz', 'simple-examples/data'),
+    'text8': ('zip', ''),
+    'wikitext103': ('zip', 'wikitext-103'),
+    'wikitext2': ('zip', 'wikitext-2'),
+}
+
+# SHA-256 of the files themselves, computed from the real files.
 SHA256 = {
     'ptb/ptb.train.txt':
         'fcea919f6cf83f35d4d00c6cbf08040d13d4155226340912e2fef9c9c4102cbf',
@@ -59,6 +100,30 @@ SHA256 = {
     'tinyshakespeare/input.txt':
         '86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed',
 }
+
+# (algorithm, hex digest) of whole archives, as others publish them; the files
+# they hold have no published digest, so the archive is what is checked, as it
+# streams in, before anything is extracted.
+ARCHIVE_DIGESTS = {
+    # Hugging Face datasets, datasets/wikitext/dataset_infos.json
+    # ("download_checksums"; archives of 4,475,746 and 190,229,076 bytes).
+    'wikitext2': ('sha256', '92675f1d63015c1c8b51f1656a52d5bd'
+                            'bc33aafa60cc47a218a66e7ee817488c'),
+    'wikitext103': ('sha256', '242ba0f20b329cfdf1ccc61e9e9e5b59'
+                              'becf189db7f7a81cd2a0e2fc31539590'),
+    # Hugging Face datasets, datasets/enwik8/dataset_infos.json (36,445,475
+    # bytes).
+    'enwik8': ('sha256', '547994d9980ebed1288380d652999f38'
+                         'a14fe291a6247c157c3d33d4932534bc'),
+    # GluonNLP, src/gluonnlp/data/corpora/large_text_compression_benchmark.py
+    # (Text8.archive_file): only a SHA-1 is published for text8.zip.
+    'text8': ('sha1', '6c70299b93b7e1f927b42cd8f6ac1a31547c7a2e'),
+}
+
+# Neither simple-examples.tgz nor its ptb.char.* files have a published digest.
+# The archive is recognized instead by the word-level PTB files it also holds
+# (read and hashed, never written), whose SHA-256 are known.
+_RECOGNIZED_BY = {'ptb_char': 'ptb'}
 
 _CHUNK = 1 << 16
 _TEMP_SUFFIX = '.part'
@@ -110,7 +175,7 @@ def missing_files(name, data_dir):
 
 
 def fetch(name, data_dir, url=None, timeout=10.0, progress=True,
-          expected_sha256=None):
+          expected_sha256=None, archive_digest=None):
   """Downloads corpus `name` into `data_dir`, replacing any files it has.
 
   Args:
@@ -122,23 +187,29 @@ def fetch(name, data_dir, url=None, timeout=10.0, progress=True,
     progress: Whether to show a progress bar on stderr.
     expected_sha256: Optional {relative path: hex digest} overriding `SHA256`
       (for tests with small fake files).
+    archive_digest: Optional (algorithm, hex digest) overriding
+      `ARCHIVE_DIGESTS[name]` (for tests with small fake archives).
 
   Returns:
     The written files: `data_dir` joined with each of `CORPUS_FILES[name]`.
 
   Raises:
     UserError: unknown corpus, network failure, corrupt archive, or a file
-      whose SHA-256 does not match; nothing is written in these cases.
+      or archive whose digest does not match; nothing is written in these
+      cases.
   """
   targets = expected_files(name, data_dir)
   _make_dirs(targets)
   hashes = {**SHA256, **(expected_sha256 or {})}
-  expected = {path: hashes[relative]
-              for path, relative in zip(targets, CORPUS_FILES[name])}
+  checks = _Checks(
+      files={path: hashes.get(relative)
+             for path, relative in zip(targets, CORPUS_FILES[name])},
+      archive=archive_digest or ARCHIVE_DIGESTS.get(name),
+      known_members=_known_members(name, hashes))
   url = url or URLS[name]
   staged = {}
   try:
-    _download(name, url, timeout, progress, expected, staged)
+    _download(name, url, timeout, progress, checks, staged)
     _commit(staged)
   except _NetworkError as error:
     raise UserError(_network_message(name, url, error, targets)) from error
@@ -189,16 +260,43 @@ def _make_dirs(targets):
                       f'writable --data_dir or set {ENV_VAR}') from error
 
 
-def _download(name, url, timeout, progress, expected, staged):
+class _Checks(typing.NamedTuple):
+  """What a download is verified against."""
+  files: dict  # {target path: its SHA-256, or None if not known}
+  archive: tuple  # (algorithm, hex digest) of the whole archive, or None
+  known_members: dict  # {archive member: SHA-256} that identify the archive
+
+
+def _known_members(name, hashes):
+  """{member name: SHA-256} of the files that identify `name`'s archive (see
+  `_RECOGNIZED_BY`); empty for the other corpora."""
+  other = _RECOGNIZED_BY.get(name)
+  if other is None:
+    return {}
+  folder = ARCHIVES[other][1]
+  return {_member_path(folder, relative): hashes[relative]
+          for relative in CORPUS_FILES[other]}
+
+
+def _member_path(folder, relative):
+  """The archive member that holds the file `relative` (a CORPUS_FILES path)."""
+  return '/'.join(filter(None, (folder, relative.split('/')[-1])))
+
+
+def _download(name, url, timeout, progress, checks, staged):
   """Streams `url` into verified temporary files, recorded in `staged`."""
+  kind, folder = ARCHIVES.get(name, (None, ''))
+  members = {_member_path(folder, path.name): path for path in checks.files}
   with _open_url(url, timeout) as response:
     reader = _Reader(response, progress, desc=name)
     try:
-      if name in _ARCHIVES:
-        _stage_from_archive(reader, url, expected, staged)
+      if kind == 'tgz':
+        _stage_from_tgz(reader, url, members, checks, staged)
+      elif kind == 'zip':
+        _stage_from_zip(reader, url, members, checks, staged)
       else:
-        (target,) = expected
-        staged[target] = _stage(reader, target, expected[target])
+        (target,) = checks.files
+        staged[target] = _stage(reader, target, checks.files[target])
     finally:
       reader.close()
 
@@ -257,40 +355,83 @@ def _progress_bar(response, enabled, desc):
                    desc=desc, file=sys.stderr, leave=False)
 
 
-def _stage_from_archive(reader, url, expected, staged):
-  """Stages the files in `expected` from the .tgz stream `reader`.
+def _stage_from_tgz(reader, url, members, checks, staged):
+  """Stages `members` ({member name: target}) from the .tgz stream `reader`.
 
-  Members are matched by basename in a `data/` folder (e.g.
-  ./simple-examples/data/ptb.train.txt); everything else is skipped. Nothing
-  is extracted with the archive's own paths.
+  The tar is read as it streams in, once. Each target is checked against its
+  SHA-256 (if known), and the archive must hold `checks.known_members` with
+  their digests.
   """
-  wanted = {path.name: path for path in expected}
+  seen = {}
   try:
     with tarfile.open(fileobj=reader, mode='r|gz') as archive:
       for member in archive:
-        target = wanted.get(_data_basename(member))
-        if target is not None and target not in staged:
-          source = archive.extractfile(member)
-          staged[target] = _stage(source, target, expected[target])
+        name = _member_name(member)
+        if name in members and members[name] not in staged:
+          target = members[name]
+          staged[target] = _stage(archive.extractfile(member), target,
+                                  checks.files[target])
+        elif name in checks.known_members:
+          seen[name] = _digest(archive.extractfile(member))
   except (tarfile.TarError, EOFError, zlib.error) as error:
     raise UserError(f'{url} is not a valid .tgz archive ({error}); retry, or '
                     f'use another --url') from error
-  _check_complete(url, expected, staged)
+  _check_complete(url, members, staged)
+  _check_known_members(url, checks.known_members, seen)
 
 
-def _data_basename(member):
-  """The basename of a regular file directly in a `data/` folder, or None."""
-  parts = [part for part in member.name.split('/') if part not in ('', '.')]
-  if member.isfile() and len(parts) >= 2 and parts[-2] == 'data':
-    return parts[-1]
-  return None
+def _member_name(member):
+  """A tar member's path without '.' parts, or None if not a regular file."""
+  if not member.isfile():
+    return None
+  return '/'.join(part for part in member.name.split('/')
+                  if part not in ('', '.'))
 
 
-def _check_complete(url, expected, staged):
-  absent = [path.name for path in expected if path not in staged]
+def _stage_from_zip(reader, url, members, checks, staged):
+  """Stages `members` ({member name: target}) from the .zip stream `reader`.
+
+  A zip's index is at its end, so the archive is first saved to a temporary
+  file (hashed on the way and checked against `checks.archive`), then the
+  members are extracted from it; the temporary archive is always removed.
+  """
+  temp = _new_temp(next(iter(members.values())).with_name('archive.zip'))
+  try:
+    algorithm, expected = checks.archive or ('sha256', None)
+    actual = _copy_and_hash(reader, temp, algorithm)
+    if expected is not None and actual != expected.lower():
+      raise UserError(_mismatch(url, algorithm, expected, actual))
+    with zipfile.ZipFile(temp) as archive:
+      present = set(archive.namelist())
+      for name, target in members.items():
+        if name in present:
+          with archive.open(name) as source:
+            staged[target] = _stage(source, target, checks.files[target])
+  except (zipfile.BadZipFile, EOFError, zlib.error) as error:
+    raise UserError(f'{url} is not a valid .zip archive ({error}); retry, or '
+                    f'use another --url') from error
+  finally:
+    _remove([temp])
+  _check_complete(url, members, staged)
+
+
+def _check_complete(url, members, staged):
+  absent = [name for name, target in members.items() if target not in staged]
   if absent:
-    raise UserError(f'the archive at {url} has no data/{", data/".join(absent)}'
-                    f'; use the original archive or another --url')
+    raise UserError(f'the archive at {url} has no {", ".join(absent)}; use '
+                    f'the original archive or another --url')
+
+
+def _check_known_members(url, known, seen):
+  """Raises UserError unless every member of `known` was seen with its
+  SHA-256: otherwise the archive is not the one the files should come from."""
+  for name, sha256 in known.items():
+    if name not in seen:
+      raise UserError(f'the archive at {url} has no {name}, so it is not the '
+                      f'original; use the original archive or another --url')
+    if seen[name] != sha256.lower():
+      raise UserError(_mismatch(f'{url} ({name})', 'sha256', sha256,
+                                seen[name]))
 
 
 # Atomic, verified writes ------------------------------------------------------
@@ -302,7 +443,8 @@ def _stage(source, target, sha256):
   Args:
     source: A readable file-like object.
     target: The final path.
-    sha256: Its expected hex digest.
+    sha256: Its expected hex digest, or None where the archive it comes from
+      was checked instead.
 
   Returns:
     The temp file's path, fsynced, for `_commit` to move over `target`.
@@ -314,10 +456,8 @@ def _stage(source, target, sha256):
   temp = _new_temp(target)
   try:
     actual = _copy_and_hash(source, temp)
-    if actual != sha256.lower():
-      raise UserError(
-          f'{target}: SHA-256 mismatch (expected {sha256}, got {actual}); the '
-          f'download is corrupt or the source changed, so nothing was written')
+    if sha256 is not None and actual != sha256.lower():
+      raise UserError(_mismatch(target, 'sha256', sha256, actual))
   except BaseException:
     _remove([temp])
     raise
@@ -336,15 +476,23 @@ def _new_temp(target):
       continue
 
 
-def _copy_and_hash(source, temp):
-  """Writes `source` to `temp`, fsyncs it, and returns its SHA-256."""
-  digest = hashlib.sha256()
+def _copy_and_hash(source, temp, algorithm='sha256'):
+  """Writes `source` to `temp`, fsyncs it, and returns its hex digest."""
+  digest = hashlib.new(algorithm)
   with open(temp, 'wb') as out:
     for chunk in iter(lambda: source.read(_CHUNK), b''):
       digest.update(chunk)
       out.write(chunk)
     out.flush()
     os.fsync(out.fileno())
+  return digest.hexdigest()
+
+
+def _digest(source, algorithm='sha256'):
+  """The hex digest of what `source` holds (read, not kept)."""
+  digest = hashlib.new(algorithm)
+  for chunk in iter(lambda: source.read(_CHUNK), b''):
+    digest.update(chunk)
   return digest.hexdigest()
 
 
@@ -389,6 +537,12 @@ def _absolute(path):
 
 def _join_paths(paths):
   return ', '.join(str(path.absolute()) for path in paths)
+
+
+def _mismatch(what, algorithm, expected, actual):
+  name = {'sha256': 'SHA-256', 'sha1': 'SHA-1'}.get(algorithm, algorithm)
+  return (f'{what}: {name} mismatch (expected {expected}, got {actual}); the '
+          f'download is corrupt or the source changed, so nothing was written')
 
 
 def _network_message(name, url, reason, targets):

@@ -15,10 +15,10 @@ the last recurrent layer's outputs (B, T, d), which the continuous cache of
 lm_trax.adaptation reads.
 
 Priming: text is read as if it followed a line end. The model's first input
-is the end-of-line id (<eos> for words and subwords, '\\n' for characters),
-so the first token of a split, of a scored line, of a prompt is predicted
-from a fresh state that has seen one line end, as in training, where every
-line follows one.
+is the end-of-line id (<eos> for words and subwords, '\\n' for characters;
+padding for characters without '\\n', as in text8), so the first token of a
+split, of a scored line, of a prompt is predicted from a fresh state that has
+seen one line end, as in training, where every line follows one.
 
 The module imports trax only when a Predictor is built, so the commands that
 import it answer --help without it.
@@ -29,6 +29,7 @@ from jax import numpy as jnp
 import numpy as np
 
 from lm_trax.errors import UserError
+from lm_trax.vocab import PAD_ID
 
 # Lines scored together are padded to a multiple of this length, so that a
 # few shapes (compilations) serve lines of every length.
@@ -125,8 +126,11 @@ def _unshared(model, weights):
 
 def primed(eos_id, ids):
   """The model's inputs for predicting ids: (T,) -> (T + 1,) int32, the
-  end-of-line id first (see the module docstring)."""
-  return np.concatenate([[eos_id], np.asarray(ids, np.int32)]).astype(np.int32)
+  end-of-line id first (see the module docstring). A character vocabulary
+  without '\\n' (text8 is one line with none) has no end-of-line id
+  (eos_id None): the padding id comes first instead."""
+  start = PAD_ID if eos_id is None else eos_id
+  return np.concatenate([[start], np.asarray(ids, np.int32)]).astype(np.int32)
 
 
 def encode_prompt(vocab, prompt, unknown='map'):

@@ -45,7 +45,24 @@ def write_tiny_data_dir(root):
   verse = ('First Citizen:\nBefore we proceed any further, hear me speak.\n\n'
            'All:\nSpeak, speak.\n\n')
   (root / 'tinyshakespeare' / 'input.txt').write_text(verse * 60)
+  _write_tiny_benchmark_corpora(root)
   return root
+
+
+def _write_tiny_benchmark_corpora(root):
+  """Tiny ptb_char, wikitext2, enwik8 and text8 in their real layouts."""
+  for name in ('ptb_char', 'wikitext2', 'enwik8', 'text8'):
+    (root / name).mkdir(exist_ok=True)
+  for split, n in (('train', 400), ('valid', 100), ('test', 100)):
+    lines = tiny_sentences(n)
+    (root / 'ptb_char' / f'ptb.char.{split}.txt').write_text(''.join(
+        ' ' + ' '.join(line.replace(' ', '_')) + '\n' for line in lines))
+    (root / 'wikitext2' / f'wiki.{split}.tokens').write_text(
+        ' \n = Tiny = \n \n' + ''.join(f' {line} <unk> . \n' for line in lines))
+  xml = '<page><title>Café</title><text>the cat sees a tree</text></page>\n'
+  (root / 'enwik8' / 'enwik8').write_bytes(xml.encode('utf-8') * 300)
+  (root / 'text8' / 'text8').write_text(
+      ' ' + ' '.join(tiny_sentences(600)))
 
 
 @pytest.fixture(scope='session')

@@ -10,9 +10,11 @@ import socket
 import tarfile
 import threading
 import time
+import zipfile
 
 import pytest
 
+from lm_trax import corpora
 from lm_trax import download
 from lm_trax.errors import UserError
 
@@ -21,7 +23,20 @@ PTB_TEXT = {
     'ptb.valid.txt': b' the dog sat \n',
     'ptb.test.txt': b' a cat \n the end \n',
 }
+PTB_CHAR_TEXT = {
+    'ptb.char.train.txt': b' t h e _ c a t _ s a t \n a _ d o g \n',
+    'ptb.char.valid.txt': b' t h e _ d o g \n',
+    'ptb.char.test.txt': b' a _ c a t \n',
+}
 SHAKESPEARE = b'First Citizen:\nBefore we proceed any further, hear me speak.\n'
+WIKITEXT = {
+    'wiki.train.tokens': b' \n = Valkyria = \n \n The <unk> game , 2011 . \n',
+    'wiki.valid.tokens': b' \n = Homarus = \n \n The lobster . \n',
+    'wiki.test.tokens': b' \n = Robert = \n \n He was <unk> . \n',
+}
+# Small stand-ins for the 10^8-byte files: UTF-8 XML, and a-z with spaces.
+ENWIK8 = ('<page><title>Caf\u00e9</title></page>\n' * 60).encode('utf-8')
+TEXT8 = b' anarchism originated as a term of abuse' * 50
 
 
 def _sha(data):
@@ -48,11 +63,48 @@ def _tgz(members):
 def _ptb_members(**replace):
   """The members of a fake simple-examples.tgz, with extra files to skip."""
   members = {'./simple-examples/README': b'readme\n',
-             './simple-examples/data/ptb.char.train.txt': b'a _ b\n',
              './simple-examples/models/ptb.train.txt': b'not data\n'}
-  for name, data in PTB_TEXT.items():
+  for name, data in {**PTB_TEXT, **PTB_CHAR_TEXT}.items():
     members[f'./simple-examples/data/{name}'] = replace.get(name, data)
   return members
+
+
+def _zip(members, compression=zipfile.ZIP_DEFLATED):
+  """A .zip holding {archive name: bytes} (a name ending in / is a folder),
+  the same bytes on every call."""
+  buffer = io.BytesIO()
+  with zipfile.ZipFile(buffer, 'w', compression) as archive:
+    for name, data in members.items():
+      archive.writestr(zipfile.ZipInfo(name, (2016, 9, 26, 0, 0, 0)), data)
+  return buffer.getvalue()
+
+
+def _wikitext_zip(folder, **replace):
+  members = {f'{folder}/': b''}
+  for name, data in WIKITEXT.items():
+    if replace.get(name, data) is not None:
+      members[f'{folder}/{name}'] = replace.get(name, data)
+  return _zip(members)
+
+
+# Each zip corpus: its fake archive (named as the real one) and its files.
+ZIPS = {
+    'wikitext2': ('wikitext-2-v1.zip', _wikitext_zip('wikitext-2'), WIKITEXT),
+    'wikitext103': ('wikitext-103-v1.zip', _wikitext_zip('wikitext-103'),
+                    WIKITEXT),
+    'enwik8': ('enwik8.zip', _zip({'enwik8': ENWIK8}), {'enwik8': ENWIK8}),
+    'text8': ('text8.zip', _zip({'text8': TEXT8}), {'text8': TEXT8}),
+}
+FAKE_ARCHIVE_DIGESTS = {name: ('sha256', _sha(archive))
+                        for name, (_, archive, _) in ZIPS.items()}
+CORRUPT_ENWIK8_ZIP = _zip({'enwik8': ENWIK8[:-1] + b'!'})
+INCOMPLETE_WIKITEXT2_ZIP = _wikitext_zip(
+    'wikitext-2', **{'wiki.valid.tokens': None, 'wiki.test.tokens': None})
+# Stored uncompressed, with the last file's bytes changed after its CRC-32
+# was written: its extraction fails once the other two are staged.
+DAMAGED_WIKITEXT2_ZIP = _zip(
+    {f'wikitext-2/{name}': data for name, data in WIKITEXT.items()},
+    zipfile.ZIP_STORED).replace(b'He was', b'He WAS')
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -72,8 +124,15 @@ def server(tmp_path_factory):
       'incomplete/simple-examples.tgz': _tgz(
           {'./simple-examples/data/ptb.train.txt': PTB_TEXT['ptb.train.txt']}),
       'notgz/simple-examples.tgz': b'<html>not an archive</html>',
+      'forged/simple-examples.tgz': _tgz(
+          _ptb_members(**{'ptb.test.txt': b' a dog \n'})),
       'input.txt': SHAKESPEARE,
       'corrupt/input.txt': SHAKESPEARE.upper(),
+      'corrupt/enwik8.zip': CORRUPT_ENWIK8_ZIP,
+      'incomplete/wikitext-2-v1.zip': INCOMPLETE_WIKITEXT2_ZIP,
+      'damaged/wikitext-2-v1.zip': DAMAGED_WIKITEXT2_ZIP,
+      'notzip/text8.zip': b'<html>not an archive</html>',
+      **{filename: archive for filename, archive, _ in ZIPS.values()},
   }
   for name, data in files.items():
     (root / name).parent.mkdir(parents=True, exist_ok=True)
@@ -98,6 +157,7 @@ def closed_port_url():
 
 def _fetch(name, data_dir, url, **kwargs):
   kwargs.setdefault('progress', False)
+  kwargs.setdefault('archive_digest', FAKE_ARCHIVE_DIGESTS.get(name))
   return download.fetch(name, data_dir, url=url, timeout=5.0,
                         expected_sha256=FAKE_SHA256, **kwargs)
 
@@ -110,20 +170,54 @@ def _all_files(directory):
 # fetch: success ---------------------------------------------------------------
 
 
-def test_fetch_ptb_keeps_only_the_data_files(server, tmp_path):
-  paths = _fetch('ptb', tmp_path, f'{server}/simple-examples.tgz')
-  assert paths == [tmp_path / rel for rel in download.CORPUS_FILES['ptb']]
-  for path in paths:
-    assert path.read_bytes() == PTB_TEXT[path.name]
-  assert _all_files(tmp_path) == sorted(download.CORPUS_FILES['ptb'])
-  assert download.missing_files('ptb', tmp_path) == []
-
-
 def test_fetch_tinyshakespeare(server, tmp_path):
   paths = _fetch('tinyshakespeare', tmp_path, f'{server}/input.txt')
   assert paths == [tmp_path / 'tinyshakespeare' / 'input.txt']
   assert paths[0].read_bytes() == SHAKESPEARE
   assert _all_files(tmp_path) == ['tinyshakespeare/input.txt']
+
+
+# Each archive corpus: the archive it comes from and its files' contents.
+ARCHIVE_CORPORA = {
+    'ptb': ('simple-examples.tgz', PTB_TEXT),
+    'ptb_char': ('simple-examples.tgz', PTB_CHAR_TEXT),
+    **{name: (filename, contents)
+       for name, (filename, _, contents) in ZIPS.items()},
+}
+
+
+@pytest.mark.parametrize('name', sorted(ARCHIVE_CORPORA))
+def test_fetch_extracts_only_the_corpus_files(server, tmp_path, name):
+  filename, contents = ARCHIVE_CORPORA[name]
+  paths = _fetch(name, tmp_path, f'{server}/{filename}')
+  assert paths == [tmp_path / rel for rel in download.CORPUS_FILES[name]]
+  for path in paths:
+    assert path.read_bytes() == contents[path.name]
+  # Nothing else: no temporary archive, no other member (for ptb_char, not
+  # the word-level files that identify its archive).
+  assert _all_files(tmp_path) == sorted(download.CORPUS_FILES[name])
+  assert download.missing_files(name, tmp_path) == []
+
+
+def test_an_archive_checked_by_sha1(server, tmp_path):
+  filename, archive, _ = ZIPS['text8']
+  _fetch('text8', tmp_path, f'{server}/{filename}',
+         archive_digest=('sha1', hashlib.sha1(archive).hexdigest()))
+  assert (tmp_path / 'text8' / 'text8').read_bytes() == TEXT8
+  with pytest.raises(UserError, match='SHA-1 mismatch'):
+    _fetch('text8', tmp_path, f'{server}/{filename}',
+           archive_digest=('sha1', hashlib.sha1(b'other').hexdigest()))
+
+
+@pytest.mark.parametrize('name', sorted(ZIPS))
+def test_a_known_corpus_downloads_on_first_use(server, tmp_path, monkeypatch,
+                                               name):
+  monkeypatch.setitem(download.URLS, name, f'{server}/{ZIPS[name][0]}')
+  monkeypatch.setitem(download.ARCHIVE_DIGESTS, name,
+                      FAKE_ARCHIVE_DIGESTS[name])
+  corpus = corpora.Corpus(name, data_dir=tmp_path)
+  assert corpus.text('valid')  # Fetched, verified and read.
+  assert download.missing_files(name, tmp_path) == []
 
 
 def test_fetch_with_progress_bar_replaces_a_wrong_file(server, tmp_path,
@@ -167,6 +261,47 @@ def test_checksum_mismatch_keeps_the_existing_file(server, tmp_path):
   assert target.read_bytes() == b'old'
 
 
+def test_zip_checksum_mismatch_writes_nothing(server, tmp_path):
+  url = f'{server}/corrupt/enwik8.zip'
+  with pytest.raises(UserError) as error:
+    _fetch('enwik8', tmp_path, url)
+  message = str(error.value)
+  assert message.startswith(f'{url}: SHA-256 mismatch')
+  assert FAKE_ARCHIVE_DIGESTS['enwik8'][1] in message
+  assert _sha(CORRUPT_ENWIK8_ZIP) in message
+  assert '\n' not in message
+  assert _all_files(tmp_path) == []  # Not the archive, not a file.
+
+
+def test_a_damaged_member_leaves_nothing_behind(server, tmp_path):
+  with pytest.raises(UserError) as error:
+    _fetch('wikitext2', tmp_path, f'{server}/damaged/wikitext-2-v1.zip',
+           archive_digest=('sha256', _sha(DAMAGED_WIKITEXT2_ZIP)))
+  assert 'not a valid .zip archive' in str(error.value)
+  assert 'wiki.test.tokens' in str(error.value)  # The bad CRC's member.
+  assert '\n' not in str(error.value)
+  assert _all_files(tmp_path) == []  # Nor the two good files.
+
+
+def test_a_ptb_char_archive_with_other_ptb_files_is_refused(server, tmp_path):
+  with pytest.raises(UserError) as error:
+    _fetch('ptb_char', tmp_path, f'{server}/forged/simple-examples.tgz')
+  message = str(error.value)
+  assert 'simple-examples/data/ptb.test.txt' in message
+  assert FAKE_SHA256['ptb/ptb.test.txt'] in message
+  assert _sha(b' a dog \n') in message
+  assert '\n' not in message
+  assert _all_files(tmp_path) == []
+
+
+@pytest.mark.parametrize('name', sorted(ZIPS))
+def test_real_archive_digests_reject_fake_archives(server, tmp_path, name):
+  with pytest.raises(UserError, match=download.ARCHIVE_DIGESTS[name][1]):
+    download.fetch(name, tmp_path, url=f'{server}/{ZIPS[name][0]}',
+                   progress=False)
+  assert _all_files(tmp_path) == []
+
+
 def test_real_checksums_reject_fake_files(server, tmp_path):
   with pytest.raises(UserError, match=download.SHA256['ptb/ptb.train.txt']):
     download.fetch('ptb', tmp_path, url=f'{server}/simple-examples.tgz',
@@ -174,15 +309,16 @@ def test_real_checksums_reject_fake_files(server, tmp_path):
   assert _all_files(tmp_path) == []
 
 
+@pytest.mark.parametrize('name', sorted(download.CORPUS_FILES))
 def test_unreachable_server_fails_fast_naming_the_paths(tmp_path,
-                                                        closed_port_url):
+                                                        closed_port_url, name):
   start = time.monotonic()
   with pytest.raises(UserError) as error:
-    _fetch('ptb', tmp_path, closed_port_url)
+    _fetch(name, tmp_path, closed_port_url)
   assert time.monotonic() - start < 5
   message = str(error.value)
-  assert message.startswith('downloading ptb from')
-  for rel in download.CORPUS_FILES['ptb']:
+  assert message.startswith(f'downloading {name} from')
+  for rel in download.CORPUS_FILES[name]:
     assert str(tmp_path / rel) in message
   assert 'LM_TRAX_DATA_DIR' in message
   assert '\n' not in message
@@ -195,20 +331,33 @@ def test_http_error_is_a_user_error(server, tmp_path):
   assert _all_files(tmp_path) == []
 
 
-def test_archive_without_all_members(server, tmp_path):
-  with pytest.raises(UserError, match='data/ptb.valid.txt, data/ptb.test.txt'):
-    _fetch('ptb', tmp_path, f'{server}/incomplete/simple-examples.tgz')
+@pytest.mark.parametrize('name, url_path, absent', [
+    ('ptb', 'incomplete/simple-examples.tgz',
+     'simple-examples/data/ptb.valid.txt, simple-examples/data/ptb.test.txt'),
+    ('wikitext2', 'incomplete/wikitext-2-v1.zip',
+     'wikitext-2/wiki.valid.tokens, wikitext-2/wiki.test.tokens'),
+])
+def test_archive_without_all_members(server, tmp_path, name, url_path, absent):
+  digest = ('sha256', _sha(INCOMPLETE_WIKITEXT2_ZIP))  # Unused for the .tgz.
+  with pytest.raises(UserError, match=f'has no {absent};'):
+    _fetch(name, tmp_path, f'{server}/{url_path}', archive_digest=digest)
   assert _all_files(tmp_path) == []
 
 
-def test_not_an_archive(server, tmp_path):
-  with pytest.raises(UserError, match='not a valid .tgz archive'):
-    _fetch('ptb', tmp_path, f'{server}/notgz/simple-examples.tgz')
+@pytest.mark.parametrize('name, url_path, kind', [
+    ('ptb', 'notgz/simple-examples.tgz', '.tgz'),
+    ('text8', 'notzip/text8.zip', '.zip'),
+])
+def test_not_an_archive(server, tmp_path, name, url_path, kind):
+  junk = ('sha256', _sha(b'<html>not an archive</html>'))
+  with pytest.raises(UserError, match=f'not a valid {kind} archive'):
+    _fetch(name, tmp_path, f'{server}/{url_path}', archive_digest=junk)
   assert _all_files(tmp_path) == []
 
 
 def test_unknown_corpus(tmp_path):
-  with pytest.raises(UserError, match='ptb, tinyshakespeare'):
+  with pytest.raises(UserError, match='enwik8, ptb, ptb_char, text8, '
+                     'tinyshakespeare, wikitext103, wikitext2'):
     download.fetch('wikitext', tmp_path)
   with pytest.raises(UserError, match='unknown corpus'):
     download.missing_files('wikitext', tmp_path)
@@ -293,6 +442,14 @@ def test_cli_downloads_then_reports_present(server, tmp_path, monkeypatch,
   with pytest.raises(SystemExit):  # --force downloads again.
     download.main(['tinyshakespeare', '--force', '--url',
                    f'{server}/corrupt/input.txt'])
+
+
+def test_cli_downloads_a_zip_corpus(server, tmp_path, monkeypatch, capsys):
+  monkeypatch.setattr(download, 'ARCHIVE_DIGESTS', FAKE_ARCHIVE_DIGESTS)
+  download.main(['enwik8', '--data_dir', str(tmp_path), '--url',
+                 f'{server}/enwik8.zip'])
+  assert capsys.readouterr().out == f'{tmp_path}/enwik8/enwik8\n'
+  assert (tmp_path / 'enwik8' / 'enwik8').read_bytes() == ENWIK8
 
 
 def test_imports_no_heavy_libraries():

@@ -33,12 +33,14 @@ def _weights(loop):
 
 
 def test_the_shipped_configs_are_the_expected_ones():
-  assert EXPERIMENTS == ['ptb_awd_lstm.gin', 'ptb_gru.gin', 'ptb_lstm.gin',
+  assert EXPERIMENTS == ['enwik8_lstm.gin', 'ptb_awd_lstm.gin',
+                         'ptb_char_lstm.gin', 'ptb_gru.gin', 'ptb_lstm.gin',
                          'ptb_lstm_large.gin', 'ptb_lstm_medium.gin',
                          'ptb_lstm_tied.gin', 'ptb_nplm.gin',
                          'ptb_nplm_direct.gin',
                          'shakespeare_char.gin', 'shakespeare_gru.gin',
-                         'shakespeare_lstm.gin', 'shakespeare_subword.gin']
+                         'shakespeare_lstm.gin', 'shakespeare_subword.gin',
+                         'text8_lstm.gin', 'wikitext2_lstm_tied.gin']
 
 
 @pytest.mark.parametrize('name', EXPERIMENTS)
@@ -54,7 +56,8 @@ def test_every_config_trains_two_steps_at_tiny_size(name, use_tiny_data,
   assert 'train.model' in (tmp_path / 'config.gin').read_text()
   assert all(np.isfinite(_eval_losses(loop)))
   level = ('subword' if name.endswith('subword.gin') else
-           'char' if name.startswith('shakespeare') else 'word')
+           'char' if name.startswith(('shakespeare', 'enwik8', 'text8'))
+           else 'word')
   assert vocab_lib.Vocab.load(tmp_path).level == level
 
 
