@@ -38,6 +38,9 @@ INSTALL_REQUIRES = [
 
 EXTRAS_REQUIRE = {
     'test': ['pytest>=8'],
+    # To view the event files in train/, eval/ and valid/: tensorflow 2.21 no
+    # longer installs TensorBoard. (Writing them needs only tensorflow.)
+    'tensorboard': ['tensorboard>=2.21,<2.22'],
     # bench/train_speed.py and bench/eval_speed.py compare with PyTorch (CPU).
     # From PyPI this is the CUDA build (GBs); the CPU-only wheel: pip install
     # torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu

@@ -1,17 +1,19 @@
 """trax's training Loop adapted to lm_trax.
 
-`Loop` is trax.supervised.training.Loop with: perplexity, tokens/s and an ETA
-in the log and in metrics.jsonl (lm_trax.run_dir.MetricsLog); exact
-validation over the whole split (lm_trax.evaluate.ExactValidation) deciding
-the best checkpoint; NT-ASGD's weight average (lm_trax.averaging); the
-carried RNN state split over devices (lm_trax.parallel); a NaN or infinite
-loss stopping training (Diverged) before the last good checkpoint is
-overwritten; the random key saved with each checkpoint, so a resumed run is
-exact. `ResetStateEachPass` zeros the carried state at each pass over the
-data.
+`Loop` is trax.supervised.training.Loop with: a training line (loss,
+perplexity, learning rate, tokens/s, ETA) at its own interval, written to the
+console, metrics.jsonl (lm_trax.run_dir.MetricsLog) and TensorBoard
+(`TensorBoard`); exact validation over the whole split
+(lm_trax.evaluate.ExactValidation) deciding the best checkpoint; NT-ASGD's
+weight average (lm_trax.averaging); the carried RNN state split over devices
+(lm_trax.parallel); a NaN or infinite loss stopping training (Diverged)
+before the last good checkpoint is overwritten; the random key saved with
+each checkpoint, so a resumed run is exact. `ResetStateEachPass` zeros the
+carried state at each pass over the data.
 """
 
 import contextlib
+import math
 import pathlib
 import shutil
 import time
@@ -21,6 +23,7 @@ import jax
 from jax import numpy as jnp
 import numpy as np
 from lm_trax import compat  # pylint: disable=unused-import,g-bad-import-order  (before trax)
+from trax import jaxboard
 from trax.data import inputs as trax_inputs
 from trax.supervised import callbacks as trax_callbacks
 from trax.supervised import training as trax_training
@@ -57,6 +60,92 @@ class TokenCounter:
     return n
 
 
+class Progress:
+  """What the training line reports about the steps since the last line."""
+
+  def __init__(self):
+    self.start(step=0)
+
+  def start(self, step):
+    """Starts the clock when Loop.run starts at `step`."""
+    self._losses = []  # Per-step device arrays: averaged at the line only.
+    self._paused = 0  # Depth of nested pauses (a best checkpoint in an eval).
+    self._paused_seconds = 0.0
+    self._line_started = self._session_started = time.time()
+    self._session_first_step = step
+
+  def add(self, loss):
+    self._losses.append(loss)
+
+  @contextlib.contextmanager
+  def paused(self):
+    """Evaluations and checkpoints inside this are not training time. The
+    steps already dispatched finish first, so their time counts as
+    training."""
+    if not self._paused:
+      jax.block_until_ready(self._losses[-1:])
+      started = time.time()
+    self._paused += 1
+    try:
+      yield
+    finally:
+      self._paused -= 1
+      if not self._paused:
+        self._paused_seconds += time.time() - started
+
+  def take(self, step, last_step):
+    """(mean loss, steps, training seconds, ETA seconds) since the last call;
+    the ETA is at the whole session's pace, evaluations included."""
+    n_steps = len(self._losses)
+    loss = float(np.mean([np.mean(l) for l in self._losses]))
+    now = time.time()  # After the mean: the steps have finished.
+    seconds = max(now - self._line_started - self._paused_seconds, 1e-9)
+    per_step = (now - self._session_started) / max(
+        1, step - self._session_first_step)
+    self._losses, self._paused_seconds, self._line_started = [], 0.0, now
+    return loss, n_steps, seconds, (last_step - step) * per_step
+
+
+class TensorBoard:
+  """The numbers of the console lines as TensorBoard scalars, under
+  `lm_trax/`, in the event files of three runs: train/ (loss, perplexity,
+  learning_rate, tokens_per_sec, ar_tar_penalty at each training line) and
+  eval/ (loss, perplexity of the sampled windows), through the writers trax
+  opens there for its own `metrics/` and `training/` scalars, and valid/
+  (loss, perplexity and, for characters, bpc of each exact validation).
+
+  TensorBoard draws a tag of several runs as one chart with a curve per run:
+  lm_trax/perplexity shows train, eval and valid together. The exact
+  validation is a run of its own so that its curve is never mixed with the
+  sampled windows' (trax's eval)."""
+
+  VALID_DIR = 'valid'
+  PREFIX = 'lm_trax/'
+
+  def __init__(self):
+    self.train = self.eval = self.valid = None
+
+  @contextlib.contextmanager
+  def opened(self, output_dir, train_writers, eval_writers):
+    """Keeps trax's writers (one task each) and opens valid/'s while a
+    Loop.run lasts."""
+    self.train, self.eval = train_writers[0], eval_writers[0]
+    self.valid = jaxboard.SummaryWriter(
+        str(pathlib.Path(output_dir) / self.VALID_DIR))
+    try:
+      yield
+    finally:
+      self.valid.close()
+      self.train = self.eval = self.valid = None
+
+  def write(self, writer, step, **values):
+    if writer is None:  # Not process 0, or outside Loop.run.
+      return
+    for name, value in values.items():
+      writer.scalar(self.PREFIX + name, value, step)
+    writer.flush()
+
+
 def format_duration(seconds):
   seconds = int(max(0, seconds))
   hours, rest = divmod(seconds, 3600)
@@ -68,8 +157,16 @@ class Loop(trax_training.Loop):
 
   def __init__(self, *args, n_steps, token_counter, metrics_log,
                exact_validation=None, exact_eval_at=None, layout=None,
-               nt_asgd_nonmono=None, corpus=None, batching=None, **kwargs):
+               nt_asgd_nonmono=None, corpus=None, batching=None, log_at=None,
+               **kwargs):
+    """log_at(step) -> whether to print the training line after that step;
+    default: at each eval (the Loop's eval_at)."""
     self._n_total_steps = n_steps
+    self._log_at = log_at
+    self._progress = Progress()
+    self._tensorboard = TensorBoard()
+    # Bits per character: the loss in bits, at the character level only.
+    self._char_level = getattr(corpus, 'level', None) == 'char'
     self._data_settings = (corpus, batching)
     self._nt_asgd_nonmono = nt_asgd_nonmono
     self._average = averaging.WeightAverage()  # Loaded with a checkpoint.
@@ -79,6 +176,7 @@ class Loop(trax_training.Loop):
     self._exact_eval_at = exact_eval_at
     self._layout = layout or parallel.Layout()
     super().__init__(*args, **kwargs)
+    self._log_at = self._log_at or self._eval_at
     self._distribute_over_devices()
     valid = [r['loss'] for r in metrics_log.read(self._output_dir)
              if r['kind'] == 'valid' and r['step'] <= self.step]
@@ -132,17 +230,28 @@ class Loop(trax_training.Loop):
     return parallel.gather_state(trainer.accelerated_model_with_loss.state[0],
                                  self.n_devices)
 
+  @contextlib.contextmanager
   def _open_summary_writers(self):
-    if self.is_chief:
-      return super()._open_summary_writers()
-    return contextlib.nullcontext(([None] * len(self._tasks),
-                                   [None] * len(self._eval_tasks)))
+    if not self.is_chief or self._output_dir is None:
+      yield ([None] * len(self._tasks), [None] * len(self._eval_tasks))
+      return
+    with super()._open_summary_writers() as writers:
+      with self._tensorboard.opened(self._output_dir, *writers):
+        yield writers
+
+  def run(self, n_steps=1):
+    self._progress.start(self.step)
+    super().run(n_steps)
 
   # Checkpoints: one directory each, see lm_trax.checkpoints.
 
   def save_checkpoint(self, basename):
     if self._output_dir is None:
       return
+    with self._progress.paused():
+      self._save_checkpoint(basename)
+
+  def _save_checkpoint(self, basename):
     self._check_weights_finite()
     kind = (checkpoints.BEST if basename == BEST_CHECKPOINT
             else checkpoints.LATEST)
@@ -203,9 +312,12 @@ class Loop(trax_training.Loop):
   def _run_one_step(self, task_index, task_changed):
     loss, stats = super()._run_one_step(task_index, task_changed)
     self._last_loss = loss  # A device array: checked at checkpoints only.
+    self._progress.add(loss)
     if self._average.started:
       trainer = self._trainer_per_task[task_index]
       self._average.add(trainer.accelerated_model_with_loss.weights[0])
+    if self._log_at(self.step):
+      self._log_training_line(self._tasks[task_index])
     return loss, stats
 
   def _validation_weights(self):
@@ -234,14 +346,24 @@ class Loop(trax_training.Loop):
 
   def _log_training_progress(self, task, total_loss, n_steps, elapsed_time,
                              optimizer_metrics, summary_writer):
-    n_steps = max(1, n_steps)
-    loss = float(total_loss) / n_steps
+    """trax's own summary at each eval (its `Step N:` lines and its
+    scalars); lm_trax's line is `_log_training_line`, at log_at."""
+    loss = float(total_loss) / max(1, n_steps)
     if not np.isfinite(loss):
       self._diverged(f'the training loss ({loss})')
-    super()._log_training_progress(task, total_loss, n_steps, elapsed_time,
-                                   optimizer_metrics, summary_writer)
-    tokens_per_sec = self._token_counter.take() / max(elapsed_time, 1e-9)
-    eta = (self._n_total_steps - self.step) * elapsed_time / n_steps
+    with self._progress.paused():
+      super()._log_training_progress(task, total_loss, n_steps, elapsed_time,
+                                     optimizer_metrics, summary_writer)
+
+  def _log_training_line(self, task):
+    """The training line: mean loss since the last line, perplexity,
+    learning rate, tokens/s over training time, ETA; to the console,
+    metrics.jsonl and TensorBoard."""
+    loss, n_steps, seconds, eta = self._progress.take(self.step,
+                                                      self._n_total_steps)
+    if not np.isfinite(loss):
+      self._diverged(f'the training loss ({loss})')
+    tokens_per_sec = self._token_counter.take() / seconds
     learning_rate = task.learning_rate(self.step)
     penalty = self._take_penalty() / n_steps
     penalty_text = (f' | +AR/TAR {penalty:.4f} = {loss + penalty:.4f}'
@@ -257,6 +379,10 @@ class Loop(trax_training.Loop):
       self._metrics_log.write(self.step, 'train', loss=loss, ppl=_ppl(loss),
                               lr=learning_rate, tokens_per_sec=tokens_per_sec,
                               **extra)
+      self._tensorboard.write(
+          self._tensorboard.train, self.step, loss=loss, perplexity=_ppl(loss),
+          learning_rate=learning_rate, tokens_per_sec=tokens_per_sec,
+          **({'ar_tar_penalty': penalty} if penalty else {}))
 
   def _take_penalty(self):
     """The AR/TAR penalty summed since the last call (then zeroed)."""
@@ -270,6 +396,10 @@ class Loop(trax_training.Loop):
     return total
 
   def run_evals(self, summary_writers=None):
+    with self._progress.paused():
+      self._run_evals(summary_writers)
+
+  def _run_evals(self, summary_writers):
     # Evals draw keys from the Loop's random key too; they run after the
     # step's checkpoint, so a resumed run would draw different dropout masks
     # from then on. Training keys stay independent of evals.
@@ -289,6 +419,8 @@ class Loop(trax_training.Loop):
       if self.is_chief:
         self._metrics_log.write(self.step, 'eval', loss=loss, ppl=_ppl(loss),
                                 accuracy=accuracy)
+        self._tensorboard.write(self._tensorboard.eval, self.step, loss=loss,
+                                perplexity=_ppl(loss))
     if self._exact_validation and self._exact_eval_at(self.step):
       self.run_exact_validation()
 
@@ -299,13 +431,17 @@ class Loop(trax_training.Loop):
     started = time.time()
     loss = self._exact_validation(self._validation_weights())
     is_best = loss < self.best_valid_loss
+    bpc = {'bpc': loss / math.log(2)} if self._char_level else {}
     log(f'step {self.step:>7d}/{self._n_total_steps} | valid loss '
-        f'{loss:.4f} | ppl {_ppl(loss):9.2f} | exact, whole split, '
-        f'{time.time() - started:.1f} s' +
+        f'{loss:.4f} | ppl {_ppl(loss):9.2f}' +
+        (f' | bpc {bpc["bpc"]:.4f}' if bpc else '') +
+        f' | exact, whole split, {time.time() - started:.1f} s' +
         (' | averaged weights' if self._average.count else '') +
         (' | best so far' if is_best else ''))
-    if self.is_chief:
-      self._metrics_log.write(self.step, 'valid', loss=loss, ppl=_ppl(loss))
+    self._metrics_log.write(self.step, 'valid', loss=loss, ppl=_ppl(loss),
+                            **bpc)
+    self._tensorboard.write(self._tensorboard.valid, self.step, loss=loss,
+                            perplexity=_ppl(loss), **bpc)
     self._valid_losses.append(loss)
     nonmono = self._nt_asgd_nonmono
     if (nonmono is not None and not self._average.started and

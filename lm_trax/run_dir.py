@@ -8,10 +8,14 @@ train() writes, and every command that uses a trained model reads:
                                    optimizer (`read/write_model_description`)
   metrics.jsonl                    one JSON record per log/eval (`MetricsLog`),
                                    appended across resumes
+  run.json                         how each start of training ran: command,
+                                   versions, git commit, machine, devices
+                                   (`record_start`)
   checkpoints/step-NNNNNNNN/       trax checkpoint files, the pointers latest
                                    and best, NT-ASGD's averaged weights
                                    (lm_trax.checkpoints, lm_trax.averaging)
-  train/ eval/                     TensorBoard event files (trax)
+  train/ eval/ valid/              TensorBoard event files (trax's, and
+                                   lm_trax.loop.TensorBoard's)
 
 `Run` opens one for evaluation, scoring, generation and the Python API:
 nothing else, in particular no corpus, is needed to rebuild the trained
@@ -19,9 +23,16 @@ model. This module imports neither trax nor TensorFlow (plot and sweep
 reports read metrics without them); `Run` imports them when it builds a model.
 """
 
+import datetime
+import importlib.metadata
 import inspect
 import json
+import os
 import pathlib
+import platform
+import socket
+import subprocess
+import sys
 import time
 
 from lm_trax import checkpoints
@@ -32,6 +43,12 @@ from lm_trax.errors import UserError
 
 CONFIG_FILE = 'config.gin'
 MODEL_FILE = 'model.json'
+RUN_FILE = 'run.json'
+
+# (distribution, module) of the packages whose versions run.json records.
+PACKAGES = (('lm_trax', 'lm_trax'), ('trax', 'trax'), ('jax', 'jax'),
+            ('jaxlib', 'jaxlib'), ('tensorflow', 'tensorflow'),
+            ('gin-config', 'gin'), ('numpy', 'numpy'))
 
 
 def write_config(output_dir, operative_config, corpus, batching):
@@ -69,6 +86,92 @@ def write_model_description(output_dir, description):
   """Writes model.json: {'model': [lines], 'weight_shapes', 'optimizer'}."""
   files.write_text_atomically(pathlib.Path(output_dir) / MODEL_FILE,
                               json.dumps(description, indent=1))
+
+
+def record_start(output_dir, step, to_step, devices, argv=None):
+  """Appends a record of this start of training to run.json, atomically.
+
+  run.json is {"starts": [record, ...]}, one record per start of train(), the
+  first for a new run and one more for each resume: a resumed run may go on
+  with another command, code or machine, and each record says what trained
+  the steps from its `step` on.
+
+  Args:
+    output_dir: the run directory.
+    step: the step training starts from (0, or the resumed checkpoint's).
+    to_step: the step it trains to (train.n_steps).
+    devices: jax.devices(), the devices of every process.
+    argv: the command line; default sys.argv.
+  """
+  starts = read_starts(output_dir)
+  starts.append({
+      'time': datetime.datetime.now(datetime.timezone.utc).isoformat(
+          timespec='seconds'),
+      'step': int(step),
+      'to_step': int(to_step),
+      'command': list(sys.argv if argv is None else argv),
+      'cwd': os.getcwd(),
+      'versions': package_versions(),
+      'git': source_commit(),
+      'machine': {'hostname': socket.gethostname(),
+                  'platform': platform.platform(),
+                  'python': platform.python_version(),
+                  'cpu_count': os.cpu_count()},
+      'devices': {'count': len(devices),
+                  'kinds': sorted({d.device_kind for d in devices}),
+                  'platform': devices[0].platform if devices else None},
+  })
+  files.write_text_atomically(pathlib.Path(output_dir) / RUN_FILE,
+                              json.dumps({'starts': starts}, indent=1) + '\n')
+
+
+def read_starts(output_dir):
+  """run.json's list of start records ([] if there is no run.json)."""
+  path = pathlib.Path(output_dir) / RUN_FILE
+  if not path.exists():
+    return []
+  try:
+    return json.loads(path.read_text(encoding='utf-8'))['starts']
+  except (ValueError, KeyError, TypeError) as e:
+    raise UserError(f'{path} is not a run record ({type(e).__name__}: {e}); '
+                    'delete it (it only describes past starts)') from None
+
+
+def package_versions():
+  """{distribution: version} of PACKAGES (None if not installed): the
+  imported module's own __version__ when it has one, since a module on
+  PYTHONPATH can differ from the installed distribution."""
+  versions = {}
+  for distribution, module_name in PACKAGES:
+    module = sys.modules.get(module_name)
+    version = getattr(module, '__version__', None)
+    if version is None:
+      try:
+        version = importlib.metadata.version(distribution)
+      except importlib.metadata.PackageNotFoundError:
+        pass
+    versions[distribution] = version
+  return versions
+
+
+def source_commit(package_dir=None):
+  """{'commit': sha, 'dirty': bool} of the git checkout that package_dir
+  (default: lm_trax's own code) is tracked in, dirty when tracked files
+  differ from the commit; None without git or outside a checkout (an
+  installed wheel, even inside some other repository)."""
+  package_dir = pathlib.Path(package_dir or pathlib.Path(__file__).parent)
+
+  def git(*args):
+    return subprocess.run(['git', '-C', str(package_dir), *args],
+                          capture_output=True, text=True, timeout=30,
+                          check=True).stdout
+  try:
+    git('ls-files', '--error-unmatch', '__init__.py')
+    commit = git('rev-parse', 'HEAD').strip()
+    changes = git('status', '--porcelain', '--untracked-files=no')
+  except (OSError, subprocess.SubprocessError):
+    return None
+  return {'commit': commit, 'dirty': bool(changes.strip())}
 
 
 class MetricsLog:

@@ -128,6 +128,7 @@ def train(output_dir,
           n_steps=None,
           n_epochs=None,
           eval_every=500,
+          log_every=None,
           n_eval_batches=20,
           checkpoint_every=None,
           exact_eval_every=None,
@@ -151,7 +152,10 @@ def train(output_dir,
     n_steps: total training steps (a resumed run continues up to it); takes
       precedence over n_epochs.
     n_epochs: total passes over the training split, if n_steps is not set.
-    eval_every: run the sampled-window eval and log every this many steps.
+    eval_every: run the sampled-window eval every this many steps.
+    log_every: print the training line (mean loss since the last line,
+      perplexity, learning rate, tokens/s, ETA) every this many steps and at
+      the last; default: with each eval (eval_every and exact validations).
     n_eval_batches: validation batches per eval.
     checkpoint_every: save a checkpoint every this many steps (default:
       eval_every); the last step is always saved.
@@ -170,6 +174,7 @@ def train(output_dir,
     The trax Loop after training.
   """
   for name, value in (('n_steps', n_steps), ('eval_every', eval_every),
+                      ('log_every', log_every),
                       ('checkpoint_every', checkpoint_every),
                       ('n_eval_batches', n_eval_batches)):
     if value is not None and (isinstance(value, bool) or
@@ -274,6 +279,7 @@ def train(output_dir,
           evaluate.ExactValidation(model, vocab, batching, valid_text)
           if exact_eval_every else None),
       exact_eval_at=exact_eval_at,
+      log_at=at_interval_or_end(log_every) if log_every else None,
       layout=layout,
       nt_asgd_nonmono=nt_asgd_nonmono,
       corpus=corpus,
@@ -288,6 +294,8 @@ def train(output_dir,
     return loop
   if loop.step:
     loop_lib.log(f'resuming at step {loop.step} from {output_dir}')
+  if parallel.is_chief():
+    run_dir.record_start(output_dir, loop.step, n_steps, jax.devices())
   started = time.time()
   with signals.stop_on_signals(loop):
     loop.run(n_steps - loop.step)
