@@ -37,7 +37,10 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS_REQUIRE = {
-    'test': ['pytest>=8'],
+    # nbclient runs notebooks/tour.ipynb on an ipykernel kernel
+    # (tests/test_notebook.py).
+    'test': ['pytest>=8', 'nbclient>=0.10', 'nbformat>=5.10',
+             'ipykernel>=6.29'],
     # bench/train_speed.py and bench/eval_speed.py compare with PyTorch (CPU).
     # From PyPI this is the CUDA build (GBs); the CPU-only wheel: pip install
     # torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
