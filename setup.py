@@ -37,7 +37,10 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS_REQUIRE = {
-    'test': ['pytest>=8'],
+    # nbclient runs notebooks/tour.ipynb on an ipykernel kernel
+    # (tests/test_notebook.py).
+    'test': ['pytest>=8', 'nbclient>=0.10', 'nbformat>=5.10',
+             'ipykernel>=6.29'],
     # To view the event files in train/, eval/ and valid/: tensorflow 2.21 no
     # longer installs TensorBoard. (Writing them needs only tensorflow.)
     'tensorboard': ['tensorboard>=2.21,<2.22'],

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import importlib.resources
 import inspect
+import logging as std_logging
 import pathlib
 
 from absl import logging
@@ -98,11 +99,18 @@ def check_trainable():
 
 @contextlib.contextmanager
 def _quiet_absl():
+  """Silences gin's error for every include path it tries. gin logs it on
+  Python's root logger: absl's verbosity covers that under absl.app (the
+  commands); from Python (a notebook, a script) the root logger's own level
+  must rise too."""
   verbosity = logging.get_verbosity()
+  root_level = std_logging.root.level
   logging.set_verbosity(logging.FATAL)
+  std_logging.root.setLevel(std_logging.CRITICAL)
   try:
     yield
   finally:
+    std_logging.root.setLevel(root_level)
     logging.set_verbosity(verbosity)
 
 
