@@ -13,6 +13,7 @@ import gin
 import pytest
 
 from lm_trax import config
+from lm_trax import corpora
 from lm_trax import run_dir
 from lm_trax import signals
 from lm_trax import sweep
@@ -358,8 +359,9 @@ def test_the_worker_entry_point_trains_the_named_point(use_tiny_data,
     assert exited.value.code == exit_code
   assert sweep_run.read_status(tmp_path / good.name)['step'] == 2
   assert sweep_run.read_status(tmp_path / bad.name)['error'] == (
-      "unknown corpus 'missing': use ptb, tinyshakespeare, tfds:NAME, a "
-      'directory with train.txt/valid.txt[/test.txt], or a text file')
+      f"unknown corpus 'missing': use {', '.join(sorted(corpora.KNOWN))}, "
+      'tfds:NAME, a directory with train.txt/valid.txt[/test.txt], or a text '
+      'file')
 
 
 # Stands in for `python -m lm_trax.sweep --run_point` (25 s of imports):
