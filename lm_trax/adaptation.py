@@ -72,6 +72,14 @@ def _is_int(value):
   return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def _require(ok, name, flag, rule, value):
+  """Raises 'NAME (FLAG) must be RULE, got VALUE' (or 'FLAG must ...' without
+  a name) unless ok."""
+  if not ok:
+    subject = f'{name} ({flag})' if name else flag
+    raise UserError(f'{subject} must be {rule}, got {value!r}')
+
+
 @dataclasses.dataclass(frozen=True)
 class Cache:
   """The continuous cache's hyperparameters (see the module docstring).
@@ -85,15 +93,12 @@ class Cache:
   lam: float
 
   def __post_init__(self):
-    if not _is_int(self.size) or self.size < 1:
-      raise UserError(f'the cache size (--cache_size) must be a whole number '
-                      f'>= 1, got {self.size!r}')
-    if not _is_number(self.theta) or self.theta < 0:
-      raise UserError(f'the cache theta (--cache_theta) must be a number >= '
-                      f'0, got {self.theta!r}')
-    if not _is_number(self.lam) or not 0 <= self.lam <= 1:
-      raise UserError(f'the cache lambda (--cache_lambda) must be in [0, 1], '
-                      f'got {self.lam!r}')
+    _require(_is_int(self.size) and self.size >= 1, 'the cache size',
+             '--cache_size', 'a whole number >= 1', self.size)
+    _require(_is_number(self.theta) and self.theta >= 0, 'the cache theta',
+             '--cache_theta', 'a number >= 0', self.theta)
+    _require(_is_number(self.lam) and 0 <= self.lam <= 1, 'the cache lambda',
+             '--cache_lambda', 'in [0, 1]', self.lam)
 
   def label(self):
     """'cache=size/theta/lambda', as the result line names it."""
@@ -121,25 +126,22 @@ class Dynamic:
   statistics_tokens: int = None
 
   def __post_init__(self):
-    if self.rule not in RULES:
-      raise UserError(f"the dynamic evaluation rule (--dynamic_eval) must be "
-                      f"'sgd' or 'rms', got {self.rule!r}")
-    if not _is_number(self.lr) or self.lr < 0:
-      raise UserError(f'the dynamic evaluation lr (--dynamic_lr) must be a '
-                      f'number >= 0, got {self.lr!r}')
-    if not _is_number(self.decay) or not 0 <= self.decay <= 1:
-      raise UserError(f'the dynamic evaluation decay (--dynamic_decay) must '
-                      f'be in [0, 1], got {self.decay!r}')
-    if not _is_int(self.segment) or self.segment < 1:
-      raise UserError(f'the dynamic evaluation segment (--dynamic_segment) '
-                      f'must be a whole number >= 1, got {self.segment!r}')
-    if not _is_number(self.epsilon) or self.epsilon <= 0:
-      raise UserError(f'the dynamic evaluation epsilon (--dynamic_epsilon) '
-                      f'must be a number > 0, got {self.epsilon!r}')
-    if self.statistics_tokens is not None and (
-        not _is_int(self.statistics_tokens) or self.statistics_tokens < 1):
-      raise UserError(f'--dynamic_stats_tokens must be a whole number >= 1, '
-                      f'got {self.statistics_tokens!r}')
+    what = 'the dynamic evaluation'
+    _require(self.rule in RULES, f'{what} rule', '--dynamic_eval',
+             "'sgd' or 'rms'", self.rule)
+    _require(_is_number(self.lr) and self.lr >= 0, f'{what} lr',
+             '--dynamic_lr', 'a number >= 0', self.lr)
+    _require(_is_number(self.decay) and 0 <= self.decay <= 1,
+             f'{what} decay', '--dynamic_decay', 'in [0, 1]', self.decay)
+    _require(_is_int(self.segment) and self.segment >= 1, f'{what} segment',
+             '--dynamic_segment', 'a whole number >= 1', self.segment)
+    _require(_is_number(self.epsilon) and self.epsilon > 0,
+             f'{what} epsilon', '--dynamic_epsilon', 'a number > 0',
+             self.epsilon)
+    _require(self.statistics_tokens is None or (
+        _is_int(self.statistics_tokens) and self.statistics_tokens >= 1),
+             None, '--dynamic_stats_tokens', 'a whole number >= 1',
+             self.statistics_tokens)
 
   def label(self):
     """'dynamic=rule/lr/decay/segment[/epsilon]', as the result line names it."""
