@@ -133,19 +133,15 @@ def evaluate_text(run, text, split, batch_size=None, progress=True,
   statistics = _statistics(run, dynamic, data_dir, progress)
   bar = _Progress(sum(map(len, scored)), split, progress)
   if cache is None and dynamic is None:
-    loss, tokens = exact_loss(run.predictor(), batching, text, batch_size,
-                              bar)
+    loss, tokens = scored_loss(run.predictor(), batching, scored, batch_size,
+                               bar)
   else:
-    loss, tokens = adapted_loss(run.predictor(), batching, text, cache,
+    loss, tokens = adapted_loss(run.predictor(), batching, scored, cache,
                                 dynamic, batch_size, statistics, bar)
   bar.close()
-  characters = words = 0
-  for ids in scored:
-    more_characters, more_words = vocab.lengths(ids)
-    characters, words = characters + more_characters, words + more_words
   from lm_trax import adaptation  # pylint: disable=g-import-not-at-top
-  return EvalResult(split, tokens, loss, vocab.level, characters, words,
-                    vocab.count_unknown(text),
+  return EvalResult(split, tokens, loss, vocab.level,
+                    *scored_lengths(vocab, scored), vocab.count_unknown(text),
                     adaptation.label(cache, dynamic))
 
 
@@ -158,11 +154,21 @@ def scored_ids(vocab, batching, text):
   return [vocab.encode(text, unknown='map')]
 
 
-def adapted_loss(predictor, batching, text, cache=None, dynamic=None,
+def scored_lengths(vocab, scored):
+  """(characters, words) the scored ids stand for (`Vocab.lengths`, summed
+  over the arrays of `scored_ids`): bpc's C and word_ppl's W."""
+  characters = words = 0
+  for ids in scored:
+    more_characters, more_words = vocab.lengths(ids)
+    characters, words = characters + more_characters, words + more_words
+  return characters, words
+
+
+def adapted_loss(predictor, batching, scored, cache=None, dynamic=None,
                  batch_size=None, statistics=None, progress=None):
-  """(mean negative log-likelihood in nats/token, tokens scored) of text,
-  read as one stream with the cache and/or dynamic evaluation
-  (lm_trax.adaptation.adapted_log_probs; the same rule as `exact_loss`
+  """(mean negative log-likelihood in nats/token, tokens scored) of a text's
+  `scored_ids`, read as one stream with the cache and/or dynamic evaluation
+  (lm_trax.adaptation.adapted_log_probs; the same rule as `scored_loss`
   otherwise, and the same chunks of batch_size x seq_len tokens).
 
   Raises:
@@ -174,7 +180,7 @@ def adapted_loss(predictor, batching, text, cache=None, dynamic=None,
                     'stream; this run is scored line by line '
                     "(Batching.kind = 'lines')")
   batch_size = batch_size or batching.batch_size
-  ids = predictor.vocab.encode(text, unknown='map')
+  (ids,) = scored
   log_probs = adaptation.adapted_log_probs(
       predictor, ids, cache, dynamic, batch_size * batching.seq_len,
       statistics, progress)
@@ -206,21 +212,22 @@ def _statistics(run, dynamic, data_dir, progress):
   return kept[key]
 
 
-def exact_loss(predictor, batching, text, batch_size=None, progress=None):
-  """(mean negative log-likelihood in nats/token, tokens scored) of text.
+def scored_loss(predictor, batching, scored, batch_size=None,
+                progress=None):
+  """(mean negative log-likelihood in nats/token, tokens scored) of a text.
 
   Args:
     predictor: an lm_trax.inference.Predictor.
     batching: the run's lm_trax.data.Batching: its kind picks the rule
       (stream, or line by line), its batch_size and seq_len the work per
       compiled call.
-    text: the text, lines ending in '\\n'.
+    scored: the text's `scored_ids`: int32 arrays, one per line (lines) or
+      one (stream).
     batch_size: windows (stream) or lines per compiled call; default the
       batching's.
     progress: optional callable(n_tokens_done).
   """
   batch_size = batch_size or batching.batch_size
-  scored = scored_ids(predictor.vocab, batching, text)
   if batching.kind == 'lines':
     sums, counts = predictor.lines_log_probs(scored, batch_size, progress)
     return float(-sums.sum() / counts.sum()), int(counts.sum())
@@ -231,20 +238,24 @@ def exact_loss(predictor, batching, text, batch_size=None, progress=None):
 
 
 class ExactValidation:
-  """The exact validation loss during training: `exact_loss` of the split
-  with the weights the training loop hands in, compiled once."""
+  """The exact validation during training: `scored_loss` of the split with
+  the weights the training loop hands in, compiled once; the split is
+  encoded and measured (characters, words) once."""
 
   def __init__(self, model_fn, vocab, batching, valid_text):
     """model_fn(vocab_size=, mode=, carry_state=) builds the model."""
     from lm_trax import inference  # pylint: disable=g-import-not-at-top
     self._predictor = inference.Predictor(model_fn, vocab)
     self._batching = batching
-    self._text = valid_text
+    self._scored = scored_ids(vocab, batching, valid_text)
+    self._lengths = scored_lengths(vocab, self._scored)
 
   def __call__(self, weights):
-    """Mean negative log-likelihood (nats/token) of the split."""
+    """The split's EvalResult with these weights (loss, ppl, bpc, ...)."""
     self._predictor.weights = weights
-    return exact_loss(self._predictor, self._batching, self._text)[0]
+    loss, tokens = scored_loss(self._predictor, self._batching, self._scored)
+    return EvalResult('valid', tokens, loss, self._predictor.vocab.level,
+                      *self._lengths)
 
 
 def evaluate(output_dir, split='valid', batch_size=None, data_dir=None,

@@ -13,7 +13,6 @@ carried state at each pass over the data.
 """
 
 import contextlib
-import math
 import pathlib
 import shutil
 import time
@@ -112,7 +111,8 @@ class TensorBoard:
   learning_rate, tokens_per_sec, ar_tar_penalty at each training line) and
   eval/ (loss, perplexity of the sampled windows), through the writers trax
   opens there for its own `metrics/` and `training/` scalars, and valid/
-  (loss, perplexity and, for characters, bpc of each exact validation).
+  (loss, perplexity and bpc of each exact validation, by lm_trax.evaluate's
+  rule at every level).
 
   TensorBoard draws a tag of several runs as one chart with a curve per run:
   lm_trax/perplexity shows train, eval and valid together. The exact
@@ -165,8 +165,6 @@ class Loop(trax_training.Loop):
     self._log_at = log_at
     self._progress = Progress()
     self._tensorboard = TensorBoard()
-    # Bits per character: the loss in bits, at the character level only.
-    self._char_level = getattr(corpus, 'level', None) == 'char'
     self._data_settings = (corpus, batching)
     self._nt_asgd_nonmono = nt_asgd_nonmono
     self._average = averaging.WeightAverage()  # Loaded with a checkpoint.
@@ -429,19 +427,17 @@ class Loop(trax_training.Loop):
     if not self.is_chief:  # One device, no collectives: process 0 alone.
       return
     started = time.time()
-    loss = self._exact_validation(self._validation_weights())
+    result = self._exact_validation(self._validation_weights())
+    loss = result.loss
     is_best = loss < self.best_valid_loss
-    bpc = {'bpc': loss / math.log(2)} if self._char_level else {}
     log(f'step {self.step:>7d}/{self._n_total_steps} | valid loss '
-        f'{loss:.4f} | ppl {_ppl(loss):9.2f}' +
-        (f' | bpc {bpc["bpc"]:.4f}' if bpc else '') +
-        f' | exact, whole split, {time.time() - started:.1f} s' +
+        f'{loss:.4f} | ppl {_ppl(loss):9.2f} | bpc {result.bpc:.4f} | exact, whole split, {time.time() - started:.1f} s' +
         (' | averaged weights' if self._average.count else '') +
         (' | best so far' if is_best else ''))
     self._metrics_log.write(self.step, 'valid', loss=loss, ppl=_ppl(loss),
-                            **bpc)
+                            bpc=result.bpc)
     self._tensorboard.write(self._tensorboard.valid, self.step, loss=loss,
-                            perplexity=_ppl(loss), **bpc)
+                            perplexity=_ppl(loss), bpc=result.bpc)
     self._valid_losses.append(loss)
     nonmono = self._nt_asgd_nonmono
     if (nonmono is not None and not self._average.started and

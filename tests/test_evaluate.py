@@ -71,6 +71,20 @@ def test_word_results_report_bits_per_character_and_per_word(word_run):
       f'bpc={result.bpc:.4f} word_ppl={result.word_ppl:.2f}')
 
 
+def test_training_validation_reports_the_bpc_evaluate_reports(word_run):
+  # One definition of bpc: the exact validation during training (console,
+  # metrics.jsonl, TensorBoard) divides by the characters the words stand
+  # for, as evaluate does, not by the tokens.
+  valid = [r for r in run_dir.MetricsLog.read(word_run)
+           if r['kind'] == 'valid']
+  last = max(valid, key=lambda r: r['step'])
+  result = evaluate.evaluate(word_run, 'valid', progress=False)
+  assert last['step'] == 6  # The last step: the latest checkpoint's weights.
+  assert last['loss'] == pytest.approx(result.loss, rel=1e-5)
+  assert last['bpc'] == pytest.approx(result.bpc, rel=1e-5)
+  assert result.bpc < result.loss / math.log(2) / 2  # Words have characters.
+
+
 def test_char_results_report_bits_per_character(char_run, tiny_data_dir):
   result = evaluate.evaluate(char_run, 'valid', progress=False)
   text = corpora.Corpus('tinyshakespeare', data_dir=tiny_data_dir).text(
