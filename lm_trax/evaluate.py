@@ -73,6 +73,9 @@ class EvalResult:
   words: int  # W: words they stand for, line ends included.
   unknown: int = 0  # Tokens mapped to <unk>.
   adaptation: str = ''  # e.g. 'cache=2000/1.0/0.1' (lm_trax.adaptation).
+  # Seconds spent scoring (compilation included; not the set-up before it,
+  # nor dynamic evaluation's gradient statistics): what tokens/s divides by.
+  seconds: float = dataclasses.field(default=math.nan, compare=False)
 
   @property
   def nats(self):
@@ -132,17 +135,19 @@ def evaluate_text(run, text, split, batch_size=None, progress=True,
   scored = scored_ids(vocab, batching, text)
   statistics = _statistics(run, dynamic, data_dir, progress)
   bar = _Progress(sum(map(len, scored)), split, progress)
+  started = time.perf_counter()
   if cache is None and dynamic is None:
     loss, tokens = scored_loss(run.predictor(), batching, scored, batch_size,
                                bar)
   else:
     loss, tokens = adapted_loss(run.predictor(), batching, scored, cache,
                                 dynamic, batch_size, statistics, bar)
+  seconds = time.perf_counter() - started
   bar.close()
   from lm_trax import adaptation  # pylint: disable=g-import-not-at-top
   return EvalResult(split, tokens, loss, vocab.level,
                     *scored_lengths(vocab, scored), vocab.count_unknown(text),
-                    adaptation.label(cache, dynamic))
+                    adaptation.label(cache, dynamic), seconds)
 
 
 def scored_ids(vocab, batching, text):
@@ -403,8 +408,10 @@ def main(argv=None):
             'is the last line', file=sys.stderr)
     else:
       print(f'{result.tokens:,} tokens in {seconds:.1f} s '
-            f'({result.tokens / seconds:,.0f} tokens/s including set-up)',
-            file=sys.stderr)
+            f'({result.tokens / seconds:,.0f} tokens/s including set-up); '
+            f'scoring {result.seconds:.1f} s '
+            f'({result.tokens / result.seconds:,.0f} tokens/s, compilation '
+            'included)', file=sys.stderr)
     print(result.line(), flush=True)
   except UserError as e:
     from lm_trax.errors import exit_with  # pylint: disable=g-import-not-at-top

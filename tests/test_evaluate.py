@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import jax
 import numpy as np
@@ -156,8 +157,19 @@ def test_unknown_words_map_to_unk_and_unknown_chars_are_errors(word_run,
 
 def test_command_lines_print_the_documented_lines(word_run, tmp_path, capsys):
   evaluate.main(['--output_dir', str(word_run), '--split', 'valid'])
-  last = capsys.readouterr().out.strip().splitlines()[-1]
+  printed = capsys.readouterr()
+  last = printed.out.strip().splitlines()[-1]
   assert last.startswith('split=valid tokens=600 loss=') and ' ppl=' in last
+  # stderr: the wall time with set-up, and the scoring time, which is part
+  # of it, each with its tokens/s.
+  match = re.search(r'600 tokens in ([\d.]+) s \(([\d,]+) tokens/s including '
+                    r'set-up\); scoring ([\d.]+) s \(([\d,]+) tokens/s',
+                    printed.err)
+  total, total_rate, scoring, scoring_rate = (
+      float(g.replace(',', '')) for g in match.groups())
+  assert 0 < scoring <= total
+  assert scoring_rate >= total_rate
+  assert total_rate == pytest.approx(600 / total, rel=0.1, abs=1)
   text = tmp_path / 'lines.txt'
   text.write_text('the cat sees the ball\na dog likes a tree\n')
   score.main(['--output_dir', str(word_run), str(text), '--json'])
