@@ -83,10 +83,12 @@ def load_spec(name):
   model_ref = gin.query_parameter('lm_trax.train.model')
   model_name = model_ref.configurable.name
   hparams = dict(_defaults(model_ref.scoped_configurable_fn))
-  hparams.update(gin.get_bindings(model_name, resolve_references=True))
+  hparams.update(gin.get_bindings(model_ref.configurable.selector,
+                                  resolve_references=True))
   optimizer_ref = gin.query_parameter('lm_trax.train.optimizer')
   optimizer_name = optimizer_ref.configurable.name
-  optimizer_bindings = gin.get_bindings(optimizer_name)
+  # The full selector: 'SGD' alone matches lm_trax.SGD and trax's.
+  optimizer_bindings = gin.get_bindings(optimizer_ref.configurable.selector)
   schedule = gin.query_parameter('lm_trax.train.lr_schedule')
   learning_rate = float(schedule.scoped_configurable_fn(steps_per_epoch=1)(1))
   batching = gin.get_bindings('Batching')
