@@ -91,7 +91,8 @@ class Settings:
 
 def lm_trax_train_py(config, settings):
   """tokens/s of `python train.py --gin_file=gin/<config>.gin` over a window
-  of its training lines (see the module docstring), and what it printed."""
+  of its training lines (see the module docstring), with the window's steps
+  and the seconds from its start to its first training line."""
   with tempfile.TemporaryDirectory(prefix='lm_trax_bench_') as tmp:
     command = [sys.executable, 'train.py', f'--gin_file=gin/{config}.gin',
                f'--output_dir={tmp}/run',
@@ -186,14 +187,18 @@ def torch_word_language_model(config, settings):
   return result
 
 
+def _this_checkout():
+  """The environment for a bench/ script: it imports the lm_trax of this
+  checkout, as train.py (run from it) does."""
+  return dict(os.environ, PYTHONPATH=os.pathsep.join(
+      [str(REPO)] + [p for p in [os.environ.get('PYTHONPATH')] if p]))
+
+
 def trax_steps(config, settings):
   command = [sys.executable, str(BENCH / 'trax_steps.py'), '--config', config,
              '--warmup', str(settings.warmup), '--window',
              str(settings.window)]
-  # The lm_trax of this checkout, as train.py (run from it) imports.
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-      [str(REPO)] + [p for p in [os.environ.get('PYTHONPATH')] if p]))
-  result = _json_child(command, 'bench/trax_steps.py', env)
+  result = _json_child(command, 'bench/trax_steps.py', _this_checkout())
   if result['modules'].get('torch'):
     raise BenchError('the trax process imported torch')
   return result
@@ -347,7 +352,8 @@ def main(argv=None):
     for config in configs:
       subprocess.run([sys.executable, str(BENCH / 'trax_steps.py'),
                       '--breakdown', '--config', config, '--repeats',
-                      str(args.repeats)], cwd=REPO, check=True)
+                      str(args.repeats)], cwd=REPO, env=_this_checkout(),
+                     check=True)
     return
   if not (args.data_dir / 'ptb' / 'ptb.train.txt').is_file():
     parser.error(f'no PTB in {args.data_dir}/ptb (python -m lm_trax.download '
