@@ -44,9 +44,12 @@ EXTRAS_REQUIRE = {
     # To view the event files in train/, eval/ and valid/: tensorflow 2.21 no
     # longer installs TensorBoard. (Writing them needs only tensorflow.)
     'tensorboard': ['tensorboard>=2.21,<2.22'],
-    # bench/train_speed.py and bench/eval_speed.py compare with PyTorch (CPU).
-    # From PyPI this is the CUDA build (GBs); the CPU-only wheel: pip install
-    # torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+    # bench/train_speed.py and bench/eval_speed.py compare with PyTorch on CPU,
+    # measured with torch 2.13.0's CPU wheel (2.13.0+cpu, which ==2.13.0
+    # accepts). A plain `pip install torch` from PyPI resolves a newer CUDA
+    # build instead (2.15.0 on 2026-12-03, with GBs of nvidia-* packages).
+    # The CPU-only wheel: pip install torch==2.13.0 --index-url
+    # https://download.pytorch.org/whl/cpu
     'bench': ['torch==2.13.0'],
     # Accelerators (not testable on the CPU-only CI): JAX's own wheels.
     'gpu': ['jax[cuda12]>=0.10.2,<0.11'],

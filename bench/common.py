@@ -1,4 +1,4 @@
-"""What bench/train_speed.py and bench/eval_speed.py share: the benchmarked
+"""What bench/trax_steps.py and bench/eval_speed.py share: the benchmarked
 configs (read from gin/*.gin), their FLOP counts, synthetic batches, the
 float32 matmul peak, PyTorch set-up and interleaved timing."""
 
@@ -83,10 +83,12 @@ def load_spec(name):
   model_ref = gin.query_parameter('lm_trax.train.model')
   model_name = model_ref.configurable.name
   hparams = dict(_defaults(model_ref.scoped_configurable_fn))
-  hparams.update(gin.get_bindings(model_name, resolve_references=True))
+  hparams.update(gin.get_bindings(model_ref.configurable.selector,
+                                  resolve_references=True))
   optimizer_ref = gin.query_parameter('lm_trax.train.optimizer')
   optimizer_name = optimizer_ref.configurable.name
-  optimizer_bindings = gin.get_bindings(optimizer_name)
+  # The full selector: 'SGD' alone matches lm_trax.SGD and trax's.
+  optimizer_bindings = gin.get_bindings(optimizer_ref.configurable.selector)
   schedule = gin.query_parameter('lm_trax.train.lr_schedule')
   learning_rate = float(schedule.scoped_configurable_fn(steps_per_epoch=1)(1))
   batching = gin.get_bindings('Batching')
@@ -138,19 +140,12 @@ PEAK_FLOPS = 2 * PEAK_N ** 3
 
 
 def import_torch():
-  """torch set up for the comparison, or None if it is not installed.
-
-  Threads: one per core (torch.set_num_threads(os.cpu_count())).
-  OMP_WAIT_POLICY=PASSIVE (unless set): idle OpenMP threads sleep instead of
-  spinning; on a machine shared with other jobs, spinning threads make
-  PyTorch's CPU kernels up to 10x slower.
-  """
-  os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+  """torch as its users get it (default threads: one per core, OpenMP's
+  default wait policy), or None if it is not installed."""
   try:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError:
     return None
-  torch.set_num_threads(os.cpu_count())
   return torch
 
 

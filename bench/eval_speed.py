@@ -10,7 +10,7 @@ V = 10,001), in one process, on synthetic ids (uniform random), it times
       contiguous corpus: lm_trax.inference.Predictor.stream_log_probs, every
       token scored once from everything before it, in chunks of B * T tokens
       (one row, the state carried), the model in 'eval' mode;
-  (b) lm_trax training on batches of the same config (bench/train_speed.py's
+  (b) lm_trax training on batches of the same config (bench/trax_steps.py's
       (a): trax's Loop), for the ratio the issue asks for (>= 4x);
   (c) PyTorch (bench/torch_models.py), model.eval() under torch.no_grad(), the
       same chunks and carried state, log_softmax + gather, if installed;
@@ -29,7 +29,7 @@ from lm_trax import configurables  # pylint: disable=unused-import  (trax fixes,
 import numpy as np
 
 import common
-import train_speed
+import trax_steps
 from lm_trax import inference
 from lm_trax import vocab as vocab_lib
 
@@ -79,10 +79,10 @@ def benchmark(spec, n_chunks, repeats, torch):
   ids = np.random.default_rng(0).integers(
       1, spec.vocab_size, n_chunks * spec.tokens_per_batch).astype(np.int32)
   batches = common.synthetic_batches(spec, 8)
-  train, _, _ = train_speed.loop_step(spec, train_speed.lm_trax_model, batches)
-  n_steps = train_speed.DEFAULT_STEPS[spec.name]
+  train, _, _ = trax_steps.loop_step(spec, trax_steps.lm_trax_model, batches)
+  n_steps = trax_steps.DEFAULT_STEPS[spec.name]
   calls = [lm_trax_eval(spec, ids),
-           train_speed.seconds_per_step(train, n_steps),
+           trax_steps.seconds_per_step(train, n_steps),
            common.matmul_peak()]
   if torch is not None:
     calls.append(torch_eval(spec, ids, torch))

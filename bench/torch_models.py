@@ -1,6 +1,7 @@
-"""The benchmarked models written in PyTorch, for bench/train_speed.py and
-bench/eval_speed.py (torch is the optional `bench` extra:
-pip install torch==2.13.0, or pip install -e .[bench]).
+"""The benchmarked models written in PyTorch, for bench/eval_speed.py (torch
+is the optional `bench` extra: pip install torch==2.13.0, or pip install -e
+.[bench]). bench/train_speed.py's PyTorch peer is
+bench/word_language_model.py instead: pytorch/examples' own layout and loop.
 
 Each mirrors an lm_trax model of the same sizes and computes the same function
 family: (B, T) int64 ids -> (B, T, V) logits, the recurrent state carried
@@ -68,7 +69,7 @@ class NPLM(nn.Module):
 
 
 def build(spec):
-  """A torch model from a bench spec (see train_speed.SPECS)."""
+  """A torch model from a bench spec (common.load_spec)."""
   if spec.model in ('lstm', 'gru'):
     return RecurrentLM(spec.model, spec.vocab_size, spec.d_model,
                        spec.n_layers)

@@ -1,302 +1,383 @@
-"""Training tokens/s: lm_trax vs plain trax vs PyTorch, against the matmul peak.
+"""Training tokens/s: lm_trax's train.py vs PyTorch's word_language_model.
 
-  PYTHONPATH=. python bench/train_speed.py [--config ptb_lstm|ptb_gru|ptb_nplm|all]
-                                           [--steps N] [--repeats R]
-                                           [--breakdown]
+  python bench/train_speed.py [--config ptb_lstm|ptb_gru|all] [--repeats R]
+                              [--window S] [--warmup S] [--log_every N]
+                              [--no_trax] [--json FILE]
+  python bench/train_speed.py --breakdown [--config ...] [--repeats R]
 
-For each config, the model, sizes, batch and optimizer of gin/<config>.gin
-(PTB's vocabulary, V = 10,001), in one process, on the same synthetic batches
-(uniform random ids: the speed does not depend on them, and no data is
-needed), it times
+Prints the README's speed table. For each config, each measurement is a
+process of its own, started fresh, the columns taking turns (lm_trax,
+PyTorch, plain trax, lm_trax, PyTorch, ...) R times, so that a change in the
+machine's load hits all alike; each column is reported as its median over the
+R processes and its spread (min-max):
 
-  (a) lm_trax: the model, loss layer (lm_trax.losses.WeightedCrossEntropy)
-      and optimizer that lm_trax.training.train builds, trained by trax's
-      Loop, whose step is trax's Trainer: one jitted update;
-  (b) plain trax: the same sizes from stock trax (trax.models.RNNLM with
-      LSTMCell, trax.models.GRULM, or an NPLM of stock layers: Embedding,
-      ShiftRight window, Dense, Tanh, Dense), tl.WeightedCategoryCrossEntropy,
-      the same optimizer class and the same Loop;
-  (c) PyTorch (bench/torch_models.py: nn.LSTM / nn.GRU / a feed-forward NPLM,
-      F.cross_entropy, the same optimizer and clipping), if torch is
-      installed (pip install torch==2.13.0);
-  (d) the float32 matmul peak: a jitted 2048 x 2048 @ 2048 x 2048.
+  lm_trax:  `python train.py --gin_file=gin/<config>.gin` as a user runs it
+            (real PTB, its data pipeline, Loop and logging), into a temporary
+            --output_dir, with `train.log_every = N` so that it prints its
+            training line (tokens/s over training time) every N steps. The
+            first line (compilation) and then at least --warmup seconds of
+            lines are skipped; the lines of the next --window seconds are
+            the measurement (their tokens / their training seconds); then
+            the process is stopped.
+  PyTorch:  bench/word_language_model.py: pytorch/examples'
+            word_language_model written again (seq-first nn.LSTM / nn.GRU,
+            its batchify/get_batch over PTB's train split, its training loop
+            and manual SGD), torch's default threads; it imports neither JAX
+            nor TensorFlow (its process reports sys.modules: checked). Same
+            sizes, batch (20 x 20), learning rate and clipping as the config.
+  plain trax (unless --no_trax): bench/trax_steps.py in its own process:
+            lm_trax's model and stock trax's of the same sizes, each a trax
+            Loop step on synthetic batches without data or logging, timed
+            over the same windows. Their ratio is what lm_trax's layers gain
+            over trax's; the step is not train.py's number.
 
-After a warm-up (compilation and a few steps) each runs N steps in turn, R
-times; the medians are reported: tokens/s = B * T / (seconds per step), and
-GFLOP/s from the model's matmul FLOPs (formula printed). It also reports the
-time from nothing to lm_trax's first training step: imports, building the
-Loop (model initialization) and compiling the step (on a rerun, compiled
-programs come from the persistent cache, lm_trax.compilation_cache).
-
---breakdown instead times the parts of our LSTM / GRU step, each compiled
-alone (output layer + loss, recurrent layers, forward only; the optimizer
-update and Loop as the rest), with their GFLOP/s: where the time goes.
+This process imports none of JAX, TensorFlow or torch: versions come from the
+installed packages' metadata. The table says the date, the CPU and cores,
+the load average before and after (publish nothing measured while anything
+else runs: the table warns when the load average before was >= 0.5).
+--breakdown runs `bench/trax_steps.py --breakdown`: where the time of an
+lm_trax LSTM / GRU step goes.
 """
 
 import argparse
-import contextlib
-import io
-import itertools
+import dataclasses
+from importlib import metadata
+import json
+import os
+import pathlib
+import platform
+import queue
+import re
+import statistics
+import subprocess
 import sys
+import tempfile
+import threading
 import time
 
-_STARTED = time.time()
-# pylint: disable=g-import-not-at-top,wrong-import-position
-from lm_trax import configurables  # pylint: disable=unused-import  (trax fixes, gin names)
-import jax
-from trax import layers as tl
-from trax import models as trax_models
-from trax.supervised import training as trax_training
+REPO = pathlib.Path(__file__).resolve().parent.parent
+BENCH = REPO / 'bench'
 
-import common
-from lm_trax import losses
+# The PyTorch peer's settings for each config: gin/recipes/zaremba_small.gin
+# (2 x 200, batch 20 x 20, SGD with the gradient norm clipped at 0.25) and
+# the config's learning rate (tests/test_bench.py checks them against gin).
+PEERS = {
+    'ptb_lstm': {'model': 'LSTM', 'lr': 20.0},
+    'ptb_gru': {'model': 'GRU', 'lr': 10.0},
+}
+PEER_COMMON = {'emsize': 200, 'nhid': 200, 'nlayers': 2, 'clip': 0.25,
+               'batch_size': 20, 'bptt': 20, 'dropout': 0.0}
 
-_IMPORTED = time.time()
-
-DEFAULT_STEPS = {'ptb_lstm': 10, 'ptb_gru': 10, 'ptb_nplm': 3}
-
-
-# (a) and (b): a trax Loop ------------------------------------------------------
-
-def lm_trax_model(spec):
-  return spec.model_fn(vocab_size=spec.vocab_size, mode='train'), \
-      losses.WeightedCrossEntropy()
+# train.py's training line (lm_trax/loop.py _log_training_line).
+TRAINING_LINE = re.compile(
+    r'^step\s+(\d+)/\d+ \| train loss (\S+) .*\| ([\d,.]+) tok/s \|')
+BUSY_LOAD = 0.5
+CHILD_TIMEOUT = 900  # Seconds: a stuck child fails the benchmark.
 
 
-def plain_trax_model(spec):
-  """The same sizes from stock trax layers, and trax's stock loss."""
-  v = spec.vocab_size
-  if spec.model == 'lstm':
-    model = trax_models.RNNLM(v, d_model=spec.d_model, n_layers=spec.n_layers,
-                              rnn_cell=tl.LSTMCell,
-                              rnn_cell_d_state_multiplier=2, dropout=0.0)
-  elif spec.model == 'gru':
-    model = trax_models.GRULM(v, d_model=spec.d_model, n_layers=spec.n_layers)
-  else:
-    identity = tl.Fn('Identity', lambda x: x)
-    window = tl.Branch(*[tl.ShiftRight(n_positions=k, mode='train') if k
-                         else identity for k in range(spec.n_context)])
-    hidden = [[tl.Dense(spec.d_hidden), tl.Tanh()]
-              for _ in range(spec.n_layers)]
-    model = tl.Serial(
-        tl.Embedding(v, spec.d_model),                   # (B, T, d)
-        window,                                          # n shifted copies
-        tl.Concatenate(n_items=spec.n_context, axis=-1),  # (B, T, n*d)
-        hidden,
-        tl.Dense(v))                                     # (B, T, V) logits
-  return model, tl.WeightedCategoryCrossEntropy()
+class BenchError(Exception):
+  """A measurement failed; the message says which and why."""
 
 
-def loop_step(spec, model_and_loss, batches):
-  """A timed call (run `steps` steps of trax's Loop) and the Loop's build
-  and first-step (compile) seconds."""
-  started = time.perf_counter()
-  model, loss = model_and_loss(spec)
-  task = trax_training.TrainTask(
-      labeled_data=itertools.cycle(batches), loss_layer=loss,
-      optimizer=spec.optimizer_cls(),
-      lr_schedule=lambda step: spec.learning_rate, sample_batch=batches[0])
-  with contextlib.redirect_stdout(io.StringIO()):  # "Will not write ..."
-    loop = trax_training.Loop(model, [task], output_dir=None,
-                              checkpoint_at=lambda step: False,
-                              eval_at=lambda step: False, random_seed=0)
-  trainer = loop._trainer_per_task[0]  # pylint: disable=protected-access
-  built = time.perf_counter()
-
-  def run(n_steps):
-    loop.run(n_steps)
-    jax.block_until_ready(trainer.accelerated_model_with_loss.weights)
-  run(1)
-  return run, built - started, time.perf_counter() - built
+@dataclasses.dataclass
+class Settings:
+  data_dir: pathlib.Path
+  warmup: float
+  window: float
+  log_every: int
 
 
-# (c) PyTorch ---------------------------------------------------------------------
+# lm_trax: train.py -----------------------------------------------------------
 
-def torch_step(spec, batches, torch):
-  import torch_models  # pylint: disable=g-import-not-at-top
-  torch.manual_seed(0)
-  model = torch_models.build(spec)
-  optimizer = torch_models.optimizer(spec, model)
-  data = [tuple(torch.from_numpy(x).long() for x in batch[:2])
-          for batch in batches]
-  counter = itertools.count()
-
-  def run(n_steps):
-    for _ in range(n_steps):
-      inputs, targets = data[next(counter) % len(data)]
-      loss = torch_models.train_step(model, optimizer, inputs, targets,
-                                     spec.clip_grad_norm)
-    loss.item()
-  return run
-
-
-# Where the time of our step goes (--breakdown) ----------------------------------
-
-def breakdown(spec, repeats):
-  """Times the parts of our recurrent LM's step, each compiled alone.
-
-  Returns rows (part, ms per step, GFLOP per step). Parts: the whole Loop
-  step; forward + backward of model and loss; the same without the
-  recurrent layers (embedding, output layer, loss); embedding and recurrent
-  layers alone (a sum-of-squares loss on their output); the forward pass.
-  """
-  from trax import shapes  # pylint: disable=g-import-not-at-top
-  from lm_trax import layers  # pylint: disable=g-import-not-at-top
-  batches = common.synthetic_batches(spec, 8)
-  batch = batches[0]
-  run, _, _ = loop_step(spec, lm_trax_model, batches)
-  model, loss = lm_trax_model(spec)
-  embedding, output = model.sublayers[0], model.sublayers[-1]
-  recurrent = [l for l in model.sublayers if isinstance(l, layers.Recurrent)]
-  parts = {
-      'model + loss': tl.Serial(model, loss),
-      'embedding + output layer + loss': tl.Serial(embedding, output, loss),
-      'embedding + recurrent layers': tl.Serial(
-          tl.Select([0], n_in=3), embedding, recurrent,
-          tl.Fn('SumOfSquares', lambda x: (x * x).sum())),
-  }
-  rng = jax.random.PRNGKey(0)
-
-  def compiled(layer, backward=True):
-    layer.init(shapes.signature(batch), rng=rng)
-    weights, state = layer.weights, layer.state
-    fn = lambda w: layer.pure_fn(batch, w, state, rng)[0]
-    fn = jax.jit(jax.value_and_grad(fn) if backward else fn)
-
-    def call():
-      started = time.perf_counter()
-      for _ in range(5):
-        out = fn(weights)
-      jax.block_until_ready(out)
-      return (time.perf_counter() - started) / 5
-    return call
-  calls = [seconds_per_step(run, DEFAULT_STEPS[spec.name])]
-  calls += [compiled(layer) for layer in parts.values()]
-  calls += [compiled(parts['model + loss'], backward=False),
-            common.matmul_peak()]
-  seconds = common.interleaved_medians(calls, repeats)
-  tokens, d, v = spec.tokens_per_batch, spec.d_model, spec.vocab_size
-  output_flops = 3 * 2 * d * v * tokens
-  total_flops = 3 * spec.forward_flops_per_token() * tokens
-  names = ['whole step (trax Loop: forward, backward, SGD/clipping update)',
-           'forward + backward, model + loss'] + list(parts)[1:] + [
-               'forward only, model + loss']
-  flops = [total_flops, total_flops, output_flops, total_flops - output_flops,
-           total_flops / 3]
-  rows = [(name, s * 1e3, f / 1e9) for name, s, f in
-          zip(names, seconds[:-1], flops)]
-  return rows, common.PEAK_FLOPS / seconds[-1] / 1e9
+def lm_trax_train_py(config, settings):
+  """tokens/s of `python train.py --gin_file=gin/<config>.gin` over a window
+  of its training lines (see the module docstring), with the window's steps
+  and the seconds from its start to its first training line."""
+  with tempfile.TemporaryDirectory(prefix='lm_trax_bench_') as tmp:
+    command = [sys.executable, 'train.py', f'--gin_file=gin/{config}.gin',
+               f'--output_dir={tmp}/run',
+               f'--gin_bindings=train.log_every = {settings.log_every}']
+    env = dict(os.environ, LM_TRAX_DATA_DIR=str(settings.data_dir))
+    with open(pathlib.Path(tmp) / 'stderr', 'w+', encoding='utf-8') as err:
+      started = time.time()
+      process = subprocess.Popen(command, cwd=REPO, env=env, text=True,
+                                 stdout=subprocess.PIPE, stderr=err)
+      try:
+        return _read_window(process, settings, started)
+      except BenchError as e:
+        err.seek(0)
+        tail = ''.join(err.readlines()[-15:])
+        raise BenchError(f'{" ".join(command)}: {e}\n{tail}') from None
+      finally:
+        process.kill()
+        process.wait()
 
 
-def print_breakdown(spec, repeats):
-  rows, peak = breakdown(spec, repeats)
-  whole = rows[0][1]
-  print(f'Where the time of a {spec.name} step goes (each part compiled '
-        f'alone; median of {repeats}; matmul peak {peak:.1f} GFLOP/s):')
-  print()
-  print('part                                                           | '
-        'ms/step | share | GFLOP | GFLOP/s | % of peak')
-  print('---------------------------------------------------------------|-'
-        '--------|-------|-------|---------|----------')
-  for name, ms, gflop in rows:
-    print(f'{name:62} | {ms:7.1f} | {100 * ms / whole:4.0f}% | {gflop:5.2f} '
-          f'| {gflop / ms * 1e3:7.1f} | {100 * gflop / ms * 1e3 / peak:8.1f}%')
-  print('(optimizer update + Loop: whole step - forward + backward = '
-        f'{rows[0][1] - rows[1][1]:.1f} ms)')
-  sys.stdout.flush()
+def _read_window(process, settings, started):
+  lines = queue.Queue()
+
+  def read():
+    for line in process.stdout:
+      lines.put(line)
+    lines.put(None)
+  threading.Thread(target=read, daemon=True).start()
+  deadline = time.time() + CHILD_TIMEOUT
+  seen, last_step = [], 0
+  warm_since = window_since = None
+  window = []  # (steps, tok/s) of each line in the window.
+  while True:
+    try:
+      line = lines.get(timeout=max(0.1, deadline - time.time()))
+    except queue.Empty:
+      raise BenchError(f'no result after {CHILD_TIMEOUT} s') from None
+    if line is None:
+      raise BenchError(f'exited (status {process.wait()}) before the window '
+                       'ended; its output:\n' + ''.join(seen[-10:]))
+    seen.append(line)
+    match = TRAINING_LINE.match(line)
+    if not match:
+      continue
+    now = time.time()
+    step, loss = int(match.group(1)), float(match.group(2))
+    tokens_per_sec = float(match.group(3).replace(',', ''))
+    steps, last_step = step - last_step, step
+    if warm_since is None:  # The first line: compilation.
+      warm_since = now
+      first_line_seconds = now - started
+    elif window_since is None:
+      if now - warm_since >= settings.warmup:
+        window_since = now  # The window starts after this line.
+    else:
+      window.append((steps, tokens_per_sec))
+      if now - window_since >= settings.window:
+        # Each line's tokens/s is its tokens over its training seconds; the
+        # window's is the sum of tokens over the sum of seconds.
+        n_steps = sum(s for s, _ in window)
+        rate = n_steps / sum(s / r for s, r in window)
+        return {'tokens_per_sec': rate, 'steps': n_steps,
+                'lines': len(window), 'last_step': step, 'loss': loss,
+                'window_seconds': now - window_since,
+                'first_line_seconds': first_line_seconds}
 
 
-# The benchmark --------------------------------------------------------------------
+# PyTorch: bench/word_language_model.py, and the trax step ---------------------
 
-def seconds_per_step(run, n_steps):
-  def call():
-    started = time.perf_counter()
-    run(n_steps)
-    return (time.perf_counter() - started) / n_steps
-  return call
+def _json_child(command, name, env=None):
+  """Runs a child that prints one JSON line last; its dict."""
+  done = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
+                        timeout=CHILD_TIMEOUT, check=False, env=env)
+  lines = done.stdout.strip().splitlines()
+  if done.returncode or not lines:
+    raise BenchError(f'{name} failed (status {done.returncode}): '
+                     f'{" ".join(command)}\n{done.stderr[-2000:]}')
+  return json.loads(lines[-1])
 
 
-def benchmark(spec, n_steps, repeats, torch):
-  batches = common.synthetic_batches(spec, 8)
-  ours, build_s, first_step_s = loop_step(spec, lm_trax_model, batches)
-  theirs, _, _ = loop_step(spec, plain_trax_model, batches)
-  calls = [seconds_per_step(ours, n_steps), seconds_per_step(theirs, n_steps),
-           common.matmul_peak()]
-  if torch is not None:
-    calls.append(seconds_per_step(torch_step(spec, batches, torch), n_steps))
-  seconds = common.interleaved_medians(calls, repeats)
-  tokens = spec.tokens_per_batch
-  flops = 3 * spec.forward_flops_per_token()
-  result = {
-      'ours': tokens / seconds[0],
-      'trax': tokens / seconds[1],
-      'peak_gflops': common.PEAK_FLOPS / seconds[2] / 1e9,
-      'torch': tokens / seconds[3] if torch is not None else None,
-      'mflop_per_token': flops / 1e6,
-      'build_s': build_s,
-      'first_step_s': first_step_s,
-  }
-  result['ours_gflops'] = result['ours'] * flops / 1e9
+def torch_word_language_model(config, settings):
+  options = dict(PEER_COMMON, **PEERS[config], warmup=settings.warmup,
+                 window=settings.window)
+  command = [sys.executable, str(BENCH / 'word_language_model.py'),
+             '--data', str(settings.data_dir / 'ptb')]
+  for key, value in options.items():
+    command += [f'--{key}', str(value)]
+  result = _json_child(command, 'the PyTorch word_language_model')
+  imported = [m for m, present in result['modules'].items() if present]
+  if imported:
+    raise BenchError(f'the PyTorch process imported {imported}')
   return result
 
 
-def print_table(specs, results, n_steps, repeats, torch):
-  common.print_header(f'Training, median of {repeats} runs of N steps in '
-                      'turn after a warm-up; synthetic batches', torch)
-  print('config   | N  | lm_trax tok/s | plain trax tok/s | PyTorch tok/s | '
-        'lm_trax GFLOP/s | matmul peak GFLOP/s | vs trax | vs PyTorch | '
-        '% of peak')
-  print('---------|----|---------------|------------------|---------------|-'
-        '----------------|---------------------|---------|------------|'
-        '----------')
-  for spec, r in zip(specs, results):
-    torch_tps, vs_torch = common.torch_columns(r['ours'], r['torch'], 13)
-    print(f'{spec.name:8} | {n_steps[spec.name]:2d} | {r["ours"]:13,.0f} | '
-          f'{r["trax"]:16,.0f} | {torch_tps} | {r["ours_gflops"]:15.1f} | '
-          f'{r["peak_gflops"]:19.1f} | {r["ours"] / r["trax"]:6.2f}x | '
-          f'{vs_torch} | {100 * r["ours_gflops"] / r["peak_gflops"]:8.1f}%')
-  print()
-  for spec, r in zip(specs, results):
-    print(f'{spec.describe()}; {r["mflop_per_token"]:.2f} MFLOP/token')
-  print(common.FLOPS_FORMULA)
-  print()
-  for spec, r in zip(specs, results):
-    print(f'time to the first training step ({spec.name}): '
-          f'{_IMPORTED - _STARTED + r["build_s"] + r["first_step_s"]:.1f} s '
-          f'= imports {_IMPORTED - _STARTED:.1f} s + build Loop '
-          f'{r["build_s"]:.1f} s + compile and run step 1 '
-          f'{r["first_step_s"]:.1f} s')
-  sys.stdout.flush()
+def _this_checkout():
+  """The environment for a bench/ script: it imports the lm_trax of this
+  checkout, as train.py (run from it) does."""
+  return dict(os.environ, PYTHONPATH=os.pathsep.join(
+      [str(REPO)] + [p for p in [os.environ.get('PYTHONPATH')] if p]))
+
+
+def trax_steps(config, settings):
+  command = [sys.executable, str(BENCH / 'trax_steps.py'), '--config', config,
+             '--warmup', str(settings.warmup), '--window',
+             str(settings.window)]
+  result = _json_child(command, 'bench/trax_steps.py', _this_checkout())
+  if result['modules'].get('torch'):
+    raise BenchError('the trax process imported torch')
+  return result
+
+
+# The table ------------------------------------------------------------------
+
+def measure(configs, repeats, settings, with_trax, progress=sys.stderr):
+  """{config: {'lm_trax': [tok/s...], 'torch': [...], 'lm_trax_step': [...],
+  'plain_trax_step': [...], 'first_line_seconds': [train.py's start-up]},
+  '_torch': the last PyTorch child's report}."""
+  results = {c: {'lm_trax': [], 'torch': [], 'lm_trax_step': [],
+                 'plain_trax_step': [], 'first_line_seconds': []}
+             for c in configs}
+  torch_report = None
+  for repeat in range(repeats):
+    for config in configs:
+      r = results[config]
+      started = time.time()
+      ours = lm_trax_train_py(config, settings)
+      r['lm_trax'].append(ours['tokens_per_sec'])
+      r['first_line_seconds'].append(ours['first_line_seconds'])
+      torch_report = torch_word_language_model(config, settings)
+      r['torch'].append(torch_report['tokens_per_sec'])
+      if with_trax:
+        steps = trax_steps(config, settings)
+        r['lm_trax_step'].append(steps['lm_trax'])
+        r['plain_trax_step'].append(steps['plain_trax'])
+      print(f'{config} run {repeat + 1}/{repeats}: lm_trax '
+            f'{r["lm_trax"][-1]:,.0f}, PyTorch {r["torch"][-1]:,.0f}'
+            + (f', steps {r["lm_trax_step"][-1]:,.0f} / '
+               f'{r["plain_trax_step"][-1]:,.0f}' if with_trax else '')
+            + f' tok/s ({time.time() - started:.0f} s)', file=progress,
+            flush=True)
+  results['_torch'] = torch_report
+  return results
+
+
+def cell(values):
+  """'9,512 (9,400-9,600)': median (min-max)."""
+  return (f'{statistics.median(values):,.0f} '
+          f'({min(values):,.0f}-{max(values):,.0f})')
+
+
+def ratio(numerator, denominator):
+  return f'{statistics.median(numerator) / statistics.median(denominator):.2f}x'
+
+
+def _version(package):
+  try:
+    return metadata.version(package)
+  except metadata.PackageNotFoundError:
+    return 'not installed'
+
+
+def cpu_name():
+  try:
+    for line in open('/proc/cpuinfo', encoding='utf-8'):
+      if line.startswith('model name'):
+        return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or 'unknown CPU'
+
+
+def print_table(results, configs, repeats, settings, load_before, load_after,
+                with_trax, out=sys.stdout):
+  torch_report = results['_torch']
+  load = lambda avg: ' '.join(f'{x:.2f}' for x in avg)
+  print('Training speed, tokens/s: median (min-max) of '
+        f'{repeats} processes per column, taking turns; windows of '
+        f'>= {settings.window:g} s after compilation and >= '
+        f'{settings.warmup:g} s of warm-up', file=out)
+  print(f'date: {time.strftime("%Y-%m-%d %H:%M %Z")}', file=out)
+  print(f'machine: {cpu_name()}, {os.cpu_count()} cores; load average '
+        f'(1, 5, 15 min) before {load(load_before)}, after '
+        f'{load(load_after)}', file=out)
+  print(f'versions: Python {platform.python_version()}, jax '
+        f'{_version("jax")}, jaxlib {_version("jaxlib")}, trax '
+        f'{_version("trax")}, tensorflow {_version("tensorflow")}, torch '
+        f'{torch_report["torch"]} ({torch_report["threads"]} threads, '
+        f'{torch_report["interop_threads"]} inter-op; environment: '
+        f'{torch_report["env"] or "no OMP_/MKL_ variables"})', file=out)
+  if load_before[0] >= BUSY_LOAD:
+    print(f'WARNING: the load average before was {load_before[0]:.2f}: '
+          'something else was running; do not publish these figures',
+          file=out)
+  print(file=out)
+  header = ['config', 'lm_trax train.py', 'PyTorch word_language_model',
+            'lm_trax / PyTorch']
+  if with_trax:
+    header += ['lm_trax step, synthetic', 'plain trax step, synthetic',
+               'lm_trax / plain trax']
+  print('| ' + ' | '.join(header) + ' |', file=out)
+  print('|' + '---|' * len(header), file=out)
+  for config in configs:
+    r = results[config]
+    row = [config, cell(r['lm_trax']), cell(r['torch']),
+           ratio(r['lm_trax'], r['torch'])]
+    if with_trax:
+      row += [cell(r['lm_trax_step']), cell(r['plain_trax_step']),
+              ratio(r['lm_trax_step'], r['plain_trax_step'])]
+    print('| ' + ' | '.join(row) + ' |', file=out)
+  print(file=out)
+  print('lm_trax: python train.py --gin_file=gin/<config>.gin (train.log_every '
+        f'= {settings.log_every}); PyTorch: python bench/word_language_model.py'
+        ' (batch 20, bptt 20, 2 x 200, clip 0.25, lr 20 LSTM / 10 GRU, '
+        'dropout 0); the ratio is of the medians', file=out)
+  for config in configs:
+    seconds = results[config]['first_line_seconds']
+    print(f'{config}: train.py from its start to its first training line '
+          '(imports, corpus, vocabulary, model, compilation, '
+          f'{settings.log_every} steps): {statistics.median(seconds):.1f} s '
+          f'({min(seconds):.1f}-{max(seconds):.1f})', file=out)
+  out.flush()
+
+
+def default_data_dir():
+  return pathlib.Path(os.environ.get('LM_TRAX_DATA_DIR') or
+                      REPO.parent / 'shared' / 'data')
 
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--config', default='ptb_lstm',
-                      choices=common.CONFIGS + ('all',))
-  parser.add_argument('--steps', type=int, default=None,
-                      help='steps per timed run (default: 10, NPLM 3)')
-  parser.add_argument('--repeats', type=int, default=5)
+  parser.add_argument('--config', default='all',
+                      choices=tuple(PEERS) + ('all',))
+  parser.add_argument('--repeats', type=int, default=5,
+                      help='processes per column and config (default 5)')
+  parser.add_argument('--window', type=float, default=5.0,
+                      help='seconds timed in each process (default 5)')
+  parser.add_argument('--warmup', type=float, default=2.0,
+                      help='seconds of training after compilation before '
+                      'the window (default 2)')
+  parser.add_argument('--log_every', type=int, default=50,
+                      help="train.py's train.log_every: the window is made "
+                      'of whole lines of this many steps (default 50)')
+  parser.add_argument('--no_trax', action='store_true',
+                      help='leave out the synthetic trax step columns')
+  parser.add_argument('--data_dir', type=pathlib.Path,
+                      default=default_data_dir(),
+                      help='holds ptb/ptb.train.txt (default: '
+                      '$LM_TRAX_DATA_DIR or ../shared/data)')
+  parser.add_argument('--json', type=pathlib.Path,
+                      help='also write the measurements to this file')
   parser.add_argument('--breakdown', action='store_true',
-                      help='instead, time the parts of our step (LSTM/GRU)')
+                      help='instead, where the time of an lm_trax step goes '
+                      '(bench/trax_steps.py --breakdown)')
   args = parser.parse_args(argv)
-  names = common.CONFIGS if args.config == 'all' else (args.config,)
+  configs = tuple(PEERS) if args.config == 'all' else (args.config,)
   if args.breakdown:
-    for name in names:
-      if name != 'ptb_nplm':
-        print_breakdown(common.load_spec(name), args.repeats)
+    for config in configs:
+      subprocess.run([sys.executable, str(BENCH / 'trax_steps.py'),
+                      '--breakdown', '--config', config, '--repeats',
+                      str(args.repeats)], cwd=REPO, env=_this_checkout(),
+                     check=True)
     return
-  torch = common.import_torch()
-  if torch is None:
-    print('torch is not installed: no PyTorch column (pip install '
-          'torch==2.13.0)', file=sys.stderr)
-  specs, results, n_steps = [], [], {}
-  for name in names:
-    spec = common.load_spec(name)
-    n_steps[name] = args.steps or DEFAULT_STEPS[name]
-    print(f'{spec.describe()} ...', file=sys.stderr)
-    specs.append(spec)
-    results.append(benchmark(spec, n_steps[name], args.repeats, torch))
-  print_table(specs, results, n_steps, args.repeats, torch)
+  if not (args.data_dir / 'ptb' / 'ptb.train.txt').is_file():
+    parser.error(f'no PTB in {args.data_dir}/ptb (python -m lm_trax.download '
+                 'ptb, or --data_dir)')
+  if _version('torch') == 'not installed':
+    parser.error('torch is not installed: pip install torch==2.13.0 (or the '
+                 "package's bench extra)")
+  settings = Settings(args.data_dir.resolve(), args.warmup, args.window,
+                      args.log_every)
+  load_before = os.getloadavg()
+  try:
+    results = measure(configs, args.repeats, settings, not args.no_trax)
+  except BenchError as e:
+    sys.exit(f'error: {e}')
+  load_after = os.getloadavg()
+  print_table(results, configs, args.repeats, settings, load_before,
+              load_after, not args.no_trax)
+  if args.json:
+    args.json.write_text(json.dumps(
+        {'results': results, 'load_before': load_before,
+         'load_after': load_after, 'settings': {
+             'warmup': args.warmup, 'window': args.window,
+             'log_every': args.log_every, 'repeats': args.repeats}},
+        indent=1) + '\n')
 
 
 if __name__ == '__main__':

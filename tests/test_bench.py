@@ -1,6 +1,10 @@
-"""The benchmarks in bench/ run and print their tables (smallest settings)."""
+"""The benchmarks in bench/ run and report numbers that add up (smallest
+settings: these check the machinery, not the speed)."""
 
+import json
+import math
 import pathlib
+import re
 import runpy
 import sys
 
@@ -12,20 +16,87 @@ BENCH = pathlib.Path(__file__).resolve().parent.parent / 'bench'
 @pytest.fixture
 def bench_script(monkeypatch):
   monkeypatch.syspath_prepend(str(BENCH))  # They import bench/common.py.
-  return lambda name: runpy.run_path(str(BENCH / name), run_name='bench')
+  yield lambda name: runpy.run_path(str(BENCH / name), run_name='bench')
+  for name in ('common', 'trax_steps', 'torch_models'):
+    sys.modules.pop(name, None)  # Fresh for the next script.
 
 
-@pytest.mark.parametrize('script, argv, expected', [
-    ('train_speed.py', ['--config', 'ptb_nplm', '--steps', '1',
-                        '--repeats', '1'], ['ptb_nplm', 'plain trax']),
-    ('eval_speed.py', ['--config', 'ptb_nplm', '--chunks', '1',
-                       '--repeats', '1'], ['ptb_nplm']),
-])
-def test_a_benchmark_prints_its_table(script, argv, expected, bench_script,
-                                      capsys):
-  bench_script(script)['main'](argv)
+def _number(text):
+  return float(text.replace(',', ''))
+
+
+def test_the_speed_table_adds_up(real_data_dir, bench_script, capsys,
+                                 tmp_path):
+  """train_speed.py at tiny windows: train.py and the PyTorch peer each run
+  in their own process, the cells are positive finite tokens/s, and the
+  ratio is lm_trax's median over PyTorch's."""
+  pytest.importorskip('torch')
+  report = tmp_path / 'speed.json'
+  bench_script('train_speed.py')['main'](
+      ['--config', 'ptb_lstm', '--repeats', '1', '--window', '0.3',
+       '--warmup', '0', '--log_every', '2', '--no_trax', '--data_dir',
+       str(real_data_dir), '--json', str(report)])
   out = capsys.readouterr().out
-  for text in expected:
-    assert text in out, out
-  assert 'x' in out  # Ratios.
-  del sys.modules['common']  # Fresh for the next script.
+  assert re.search(r'^date: \d{4}-\d\d-\d\d', out, re.M), out
+  assert re.search(r'^machine: .+, \d+ cores; load average', out, re.M), out
+  assert re.search(r'^versions: .*jax [\d.]+.*torch [\d.]+', out, re.M), out
+  row = re.search(r'^\| ptb_lstm \| ([\d,.]+) \(([\d,.]+)-([\d,.]+)\) \| '
+                  r'([\d,.]+) \(([\d,.]+)-([\d,.]+)\) \| ([\d.]+)x \|$', out,
+                  re.M)
+  assert row, out
+  ours, ours_min, ours_max, torch, torch_min, torch_max, ratio = map(
+      _number, row.groups())
+  for value in (ours, torch):
+    assert math.isfinite(value) and value > 0
+  assert ours_min <= ours <= ours_max and torch_min <= torch <= torch_max
+  # The ratio is of the unrounded medians, rounded to 0.01; the cells are
+  # rounded to whole tokens/s.
+  assert ratio == pytest.approx(ours / torch,
+                                abs=0.0051 + (ours + torch) / torch ** 2)
+
+  measured = json.loads(report.read_text())
+  torch_report = measured['results']['_torch']
+  assert torch_report['modules'] == {
+      'jax': False, 'tensorflow': False, 'trax': False}
+  assert torch_report['vocab_size'] == 10000  # PTB's words + <eos>.
+  assert math.isfinite(torch_report['loss'])
+
+
+def test_the_pytorch_peer_has_each_configs_settings(bench_script):
+  """word_language_model.py runs with the sizes, batch, learning rate and
+  clipping of gin/<config>.gin."""
+  speed = bench_script('train_speed.py')
+  common = bench_script('common.py')
+  for config, peer in speed['PEERS'].items():
+    spec = common['load_spec'](config)
+    settings = dict(speed['PEER_COMMON'], **peer)
+    assert (settings['model'], settings['emsize'], settings['nhid'],
+            settings['nlayers'], settings['batch_size'], settings['bptt'],
+            settings['lr'], settings['clip'], settings['dropout']) == (
+                spec.model.upper(), spec.d_model, spec.d_model,
+                spec.n_layers, spec.batch_size, spec.seq_len,
+                spec.learning_rate, spec.clip_grad_norm,
+                spec.hparams.get('dropout', 0.0)), config
+
+
+def test_the_trax_step_worker_reports_tokens_per_second(bench_script,
+                                                        capsys):
+  bench_script('trax_steps.py')['main'](
+      ['--config', 'ptb_nplm', '--warmup', '0', '--window', '0', '--chunk',
+       '1'])
+  result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  for name in ('lm_trax', 'plain_trax'):
+    assert math.isfinite(result[name]) and result[name] > 0, result
+    assert result[name + '_steps'] >= 1
+  # Reported for train_speed.py, which checks it in the worker's own process
+  # (this one may have imported torch for another test).
+  assert set(result['modules']) == {'torch', 'jax', 'tensorflow'}
+
+
+def test_eval_speed_prints_its_table(bench_script, capsys):
+  bench_script('eval_speed.py')['main'](
+      ['--config', 'ptb_nplm', '--chunks', '1', '--repeats', '1'])
+  out = capsys.readouterr().out
+  row = re.search(r'^ptb_nplm \| +\d+ \| +([\d,]+) \| +([\d,]+) \|', out, re.M)
+  assert row, out
+  assert all(_number(x) > 0 for x in row.groups())

@@ -6,11 +6,14 @@
   plain loop, for every cell, including the gradient of the initial state;
 * the whole LSTM LM + loss vs a plain-jnp LSTM LM written here, with trax's
   stock loss: loss and gradients;
-* 20 training steps of trax's Trainer (the Loop's step): the same losses.
+* 20 training steps of trax's Trainer (the Loop's step): the same losses,
+  compiled as the other tests are (conftest.py turns most XLA optimizations
+  off: jax_disable_most_optimizations) and as training runs, optimized.
 """
 
 import jax
 from jax import numpy as jnp
+from jax._src import compiler as jax_compiler  # Only to check the setting.
 import numpy as np
 import pytest
 from trax import layers as tl
@@ -169,7 +172,25 @@ def _train(model, loss_layer, weights, n_steps):
                    for step in range(n_steps)])
 
 
-def test_twenty_training_steps_give_the_same_loss_curve():
+@pytest.fixture(params=['unoptimized', 'optimized'])
+def xla_optimization(request):
+  """Compiles as conftest.py sets it (most XLA optimizations off), then
+  with them on, as `python train.py` compiles; the jit caches are cleared
+  so nothing compiled the other way is reused."""
+  before = jax.config.read('jax_disable_most_optimizations')
+  optimized = request.param == 'optimized'
+  jax.config.update('jax_disable_most_optimizations', not optimized)
+  jax.clear_caches()
+  # The setting took: XLA's CPU backend compiles at its level 3, not 0.
+  options = jax_compiler.get_compile_options(num_replicas=1, num_partitions=1)
+  debug = options.executable_build_options.debug_options
+  assert debug.xla_backend_optimization_level == (3 if optimized else 0)
+  yield
+  jax.config.update('jax_disable_most_optimizations', before)
+  jax.clear_caches()
+
+
+def test_twenty_training_steps_give_the_same_loss_curve(xla_optimization):
   ours_model = models.LSTMLM(V, d_model=D, n_layers=2, init_scale=0.3,
                              forget_bias=0.5)
   ours_model.init(layers.signature(B, T), rng=jax.random.PRNGKey(4))

@@ -1,0 +1,241 @@
+"""Training steps of lm_trax's model and of plain trax, timed in this process
+(JAX only), on synthetic batches: a worker of bench/train_speed.py.
+
+  PYTHONPATH=. python bench/trax_steps.py --config ptb_lstm|ptb_gru|ptb_nplm
+      [--warmup S] [--window S] [--chunk STEPS]
+  PYTHONPATH=. python bench/trax_steps.py --breakdown --config ptb_lstm [--repeats R]
+
+For one config, the model, sizes, batch and optimizer of gin/<config>.gin
+(PTB's vocabulary, V = 10,001), on the same synthetic batches (uniform random
+ids: the speed does not depend on them, and no data is needed), it times
+
+  (a) lm_trax: the model, loss layer (lm_trax.losses.WeightedCrossEntropy)
+      and optimizer that lm_trax.training.train builds, trained by trax's
+      Loop, whose step is trax's Trainer: one jitted update;
+  (b) plain trax: the same sizes from stock trax (trax.models.RNNLM with
+      LSTMCell, trax.models.GRULM, or an NPLM of stock layers: Embedding,
+      ShiftRight window, Dense, Tanh, Dense), tl.WeightedCategoryCrossEntropy,
+      the same optimizer class and the same Loop.
+
+Each is compiled and warmed up (at least `--warmup` seconds), then trains
+whole steps for at least `--window` seconds; it prints one JSON line with
+tokens/s = B * T * steps / seconds of each, and which of torch, jax and
+tensorflow are in sys.modules. Unlike `python train.py`, this step has no
+data pipeline, logging or evaluation: it is the step alone.
+
+--breakdown instead times the parts of our LSTM / GRU step, each compiled
+alone (output layer + loss, recurrent layers, forward only; the optimizer
+update and Loop as the rest), with their GFLOP/s: where the time goes.
+"""
+
+import argparse
+import contextlib
+import io
+import itertools
+import json
+import sys
+import time
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from lm_trax import configurables  # pylint: disable=unused-import  (trax fixes, gin names)
+import jax
+from trax import layers as tl
+from trax import models as trax_models
+from trax.supervised import training as trax_training
+
+import common
+from lm_trax import losses
+
+DEFAULT_STEPS = {'ptb_lstm': 10, 'ptb_gru': 10, 'ptb_nplm': 3}
+
+
+# (a) and (b): a trax Loop ------------------------------------------------------
+
+def lm_trax_model(spec):
+  return spec.model_fn(vocab_size=spec.vocab_size, mode='train'), \
+      losses.WeightedCrossEntropy()
+
+
+def plain_trax_model(spec):
+  """The same sizes from stock trax layers, and trax's stock loss."""
+  v = spec.vocab_size
+  if spec.model == 'lstm':
+    model = trax_models.RNNLM(v, d_model=spec.d_model, n_layers=spec.n_layers,
+                              rnn_cell=tl.LSTMCell,
+                              rnn_cell_d_state_multiplier=2, dropout=0.0)
+  elif spec.model == 'gru':
+    model = trax_models.GRULM(v, d_model=spec.d_model, n_layers=spec.n_layers)
+  else:
+    identity = tl.Fn('Identity', lambda x: x)
+    window = tl.Branch(*[tl.ShiftRight(n_positions=k, mode='train') if k
+                         else identity for k in range(spec.n_context)])
+    hidden = [[tl.Dense(spec.d_hidden), tl.Tanh()]
+              for _ in range(spec.n_layers)]
+    model = tl.Serial(
+        tl.Embedding(v, spec.d_model),                   # (B, T, d)
+        window,                                          # n shifted copies
+        tl.Concatenate(n_items=spec.n_context, axis=-1),  # (B, T, n*d)
+        hidden,
+        tl.Dense(v))                                     # (B, T, V) logits
+  return model, tl.WeightedCategoryCrossEntropy()
+
+
+def loop_step(spec, model_and_loss, batches):
+  """A timed call (run `steps` steps of trax's Loop) and the Loop's build
+  and first-step (compile) seconds."""
+  started = time.perf_counter()
+  model, loss = model_and_loss(spec)
+  task = trax_training.TrainTask(
+      labeled_data=itertools.cycle(batches), loss_layer=loss,
+      optimizer=spec.optimizer_cls(),
+      lr_schedule=lambda step: spec.learning_rate, sample_batch=batches[0])
+  with contextlib.redirect_stdout(io.StringIO()):  # "Will not write ..."
+    loop = trax_training.Loop(model, [task], output_dir=None,
+                              checkpoint_at=lambda step: False,
+                              eval_at=lambda step: False, random_seed=0)
+  trainer = loop._trainer_per_task[0]  # pylint: disable=protected-access
+  built = time.perf_counter()
+
+  def run(n_steps):
+    loop.run(n_steps)
+    jax.block_until_ready(trainer.accelerated_model_with_loss.weights)
+  run(1)
+  return run, built - started, time.perf_counter() - built
+
+
+# Where the time of our step goes (--breakdown) ----------------------------------
+
+def breakdown(spec, repeats):
+  """Times the parts of our recurrent LM's step, each compiled alone.
+
+  Returns rows (part, ms per step, GFLOP per step). Parts: the whole Loop
+  step; forward + backward of model and loss; the same without the
+  recurrent layers (embedding, output layer, loss); embedding and recurrent
+  layers alone (a sum-of-squares loss on their output); the forward pass.
+  """
+  from trax import shapes  # pylint: disable=g-import-not-at-top
+  from lm_trax import layers  # pylint: disable=g-import-not-at-top
+  batches = common.synthetic_batches(spec, 8)
+  batch = batches[0]
+  run, _, _ = loop_step(spec, lm_trax_model, batches)
+  model, loss = lm_trax_model(spec)
+  embedding, output = model.sublayers[0], model.sublayers[-1]
+  recurrent = [l for l in model.sublayers if isinstance(l, layers.Recurrent)]
+  parts = {
+      'model + loss': tl.Serial(model, loss),
+      'embedding + output layer + loss': tl.Serial(embedding, output, loss),
+      'embedding + recurrent layers': tl.Serial(
+          tl.Select([0], n_in=3), embedding, recurrent,
+          tl.Fn('SumOfSquares', lambda x: (x * x).sum())),
+  }
+  rng = jax.random.PRNGKey(0)
+
+  def compiled(layer, backward=True):
+    layer.init(shapes.signature(batch), rng=rng)
+    weights, state = layer.weights, layer.state
+    fn = lambda w: layer.pure_fn(batch, w, state, rng)[0]
+    fn = jax.jit(jax.value_and_grad(fn) if backward else fn)
+
+    def call():
+      started = time.perf_counter()
+      for _ in range(5):
+        out = fn(weights)
+      jax.block_until_ready(out)
+      return (time.perf_counter() - started) / 5
+    return call
+  calls = [seconds_per_step(run, DEFAULT_STEPS[spec.name])]
+  calls += [compiled(layer) for layer in parts.values()]
+  calls += [compiled(parts['model + loss'], backward=False),
+            common.matmul_peak()]
+  seconds = common.interleaved_medians(calls, repeats)
+  tokens, d, v = spec.tokens_per_batch, spec.d_model, spec.vocab_size
+  output_flops = 3 * 2 * d * v * tokens
+  total_flops = 3 * spec.forward_flops_per_token() * tokens
+  names = ['whole step (trax Loop: forward, backward, SGD/clipping update)',
+           'forward + backward, model + loss'] + list(parts)[1:] + [
+               'forward only, model + loss']
+  flops = [total_flops, total_flops, output_flops, total_flops - output_flops,
+           total_flops / 3]
+  rows = [(name, s * 1e3, f / 1e9) for name, s, f in
+          zip(names, seconds[:-1], flops)]
+  return rows, common.PEAK_FLOPS / seconds[-1] / 1e9
+
+
+def print_breakdown(spec, repeats):
+  rows, peak = breakdown(spec, repeats)
+  whole = rows[0][1]
+  print(f'Where the time of a {spec.name} step goes (each part compiled '
+        f'alone; median of {repeats}; matmul peak {peak:.1f} GFLOP/s):')
+  print()
+  print('part                                                           | '
+        'ms/step | share | GFLOP | GFLOP/s | % of peak')
+  print('---------------------------------------------------------------|-'
+        '--------|-------|-------|---------|----------')
+  for name, ms, gflop in rows:
+    print(f'{name:62} | {ms:7.1f} | {100 * ms / whole:4.0f}% | {gflop:5.2f} '
+          f'| {gflop / ms * 1e3:7.1f} | {100 * gflop / ms * 1e3 / peak:8.1f}%')
+  print('(optimizer update + Loop: whole step - forward + backward = '
+        f'{rows[0][1] - rows[1][1]:.1f} ms)')
+  sys.stdout.flush()
+
+
+# The benchmark --------------------------------------------------------------------
+
+def seconds_per_step(run, n_steps):
+  def call():
+    started = time.perf_counter()
+    run(n_steps)
+    return (time.perf_counter() - started) / n_steps
+  return call
+
+
+def run_for(run, seconds, chunk):
+  """Trains steps of `run` until `seconds` have passed: (steps, seconds
+  taken). Steps go in calls of `chunk` (JAX dispatches them ahead), each
+  call ending when its weights are ready."""
+  n_steps, started = 0, time.perf_counter()
+  while not n_steps or time.perf_counter() - started < seconds:
+    run(chunk)
+    n_steps += chunk
+  return n_steps, time.perf_counter() - started
+
+
+def window(spec, warmup, seconds, chunk=10):
+  """{'lm_trax': tok/s, 'plain_trax': tok/s, ...} of the config's step."""
+  batches = common.synthetic_batches(spec, 8)
+  result = {}
+  for name, model_and_loss in (('lm_trax', lm_trax_model),
+                               ('plain_trax', plain_trax_model)):
+    run, _, _ = loop_step(spec, model_and_loss, batches)
+    run_for(run, warmup, chunk)
+    n_steps, taken = run_for(run, seconds, chunk)
+    result[name] = spec.tokens_per_batch * n_steps / taken
+    result[name + '_steps'] = n_steps
+    result[name + '_seconds'] = taken
+  return result
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--config', default='ptb_lstm', choices=common.CONFIGS)
+  parser.add_argument('--warmup', type=float, default=2.0)
+  parser.add_argument('--window', type=float, default=5.0)
+  parser.add_argument('--chunk', type=int, default=10,
+                      help='steps per timed call (default 10)')
+  parser.add_argument('--breakdown', action='store_true',
+                      help='instead, time the parts of our step (LSTM/GRU)')
+  parser.add_argument('--repeats', type=int, default=5,
+                      help='--breakdown: median of this many runs')
+  args = parser.parse_args(argv)
+  spec = common.load_spec(args.config)
+  if args.breakdown:
+    print_breakdown(spec, args.repeats)
+    return
+  result = window(spec, args.warmup, args.window, args.chunk)
+  result.update(framework='jax', config=args.config, modules={
+      m: m in sys.modules for m in ('torch', 'jax', 'tensorflow')})
+  print(json.dumps(result), flush=True)
+
+
+if __name__ == '__main__':
+  main()
