@@ -16,6 +16,8 @@ import numpy as np
 
 from lm_trax import config
 
+import machine
+
 GIN_DIR = pathlib.Path(__file__).resolve().parent.parent / 'gin'
 CONFIGS = ('ptb_lstm', 'ptb_gru', 'ptb_nplm')
 PTB_VOCAB_SIZE = 10001  # Mikolov's 10k words + the padding id 0.
@@ -164,7 +166,7 @@ def interleaved_medians(calls, repeats):
 def machine_line():
   from importlib import metadata  # pylint: disable=g-import-not-at-top
   return (f'jax {jax.__version__}, trax {metadata.version("trax")}, '
-          f'{os.cpu_count()} CPU core(s) ({_cpu_name()}), load average '
+          f'{os.cpu_count()} CPU core(s) ({machine.cpu_name()}), load average '
           f'{os.getloadavg()[0]:.1f} at the end, '
           f'{time.strftime("%Y-%m-%d")}')
 
@@ -184,13 +186,3 @@ def torch_columns(ours, torch_tokens_per_sec, width):
     return f'{"-":>{width}}', f'{"-":>10}'
   return (f'{torch_tokens_per_sec:{width},.0f}',
           f'{ours / torch_tokens_per_sec:9.2f}x')
-
-
-def _cpu_name():
-  try:
-    for line in open('/proc/cpuinfo', encoding='utf-8'):
-      if line.startswith('model name'):
-        return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
-  return 'unknown CPU'

@@ -55,6 +55,8 @@ import tempfile
 import threading
 import time
 
+import machine
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
 BENCH = REPO / 'bench'
 
@@ -254,16 +256,6 @@ def _version(package):
     return 'not installed'
 
 
-def cpu_name():
-  try:
-    for line in open('/proc/cpuinfo', encoding='utf-8'):
-      if line.startswith('model name'):
-        return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or 'unknown CPU'
-
-
 def print_table(results, configs, repeats, settings, load_before, load_after,
                 with_trax, out=sys.stdout):
   torch_report = results['_torch']
@@ -273,7 +265,7 @@ def print_table(results, configs, repeats, settings, load_before, load_after,
         f'>= {settings.window:g} s after compilation and >= '
         f'{settings.warmup:g} s of warm-up', file=out)
   print(f'date: {time.strftime("%Y-%m-%d %H:%M %Z")}', file=out)
-  print(f'machine: {cpu_name()}, {os.cpu_count()} cores; load average '
+  print(f'machine: {machine.cpu_name()}, {os.cpu_count()} cores; load average '
         f'(1, 5, 15 min) before {load(load_before)}, after '
         f'{load(load_after)}', file=out)
   print(f'versions: Python {platform.python_version()}, jax '
