@@ -59,10 +59,11 @@ The table's validation perplexity comes from the points' 'valid' records
 trax's sampled-window 'eval' records; results.md says which.
 
 --workers 1 (the default) trains the points one after another in this
-process, so TensorFlow/trax is imported once. --workers N trains N points at
-a time, each in its own Python process (each importing TensorFlow and trax).
-JAX already spreads one training over the CPU cores, so on a 2-core machine
---workers 1 is right: more workers only compete for the same cores.
+process, so TensorFlow/trax is imported once, and JAX spreads each training
+over all the cores. --workers N trains N points at a time, each in its own
+Python process (each importing TensorFlow and trax) pinned to its own 1/N of
+the cores, so their thread pools do not compete (README: Sweeps, for what
+that gives on 2 cores).
 
 This module is the command line. lm_trax.sweep_grid reads grids and points
 files into points, lm_trax.sweep_run keeps the sweep directory and trains the
@@ -70,6 +71,7 @@ points, lm_trax.sweep_report writes the table and the plot.
 """
 
 import argparse
+import os
 import pathlib
 import signal
 import sys
@@ -105,6 +107,7 @@ def _parse_args(argv):
                       'first runs in its own process (1 suits 2 cores)')
   cli.add_verbose_argument(parser)
   parser.add_argument('--run_point', help=argparse.SUPPRESS)
+  parser.add_argument('--cores', help=argparse.SUPPRESS)  # With --run_point.
   return parser.parse_args(argv)
 
 
@@ -147,6 +150,8 @@ def main(argv=None):
     if args.report:
       sweep_report.write_report(args.report)
     elif args.run_point:
+      if args.cores:  # Before JAX or TensorFlow size their thread pools.
+        os.sched_setaffinity(0, [int(c) for c in args.cores.split(',')])
       sys.exit(_run_one_point(args.output_dir, args.run_point))
     else:
       if args.workers < 1:

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import pathlib
+import queue
 import subprocess
 import sys
 import time
@@ -226,14 +227,35 @@ def _last_line(path):
   return next((one_line(l) for l in reversed(lines) if l.strip()), '')
 
 
-def worker_command(output_dir, point):
-  """The command line of a worker process: `run_point` of one point."""
-  return [sys.executable, '-m', 'lm_trax.sweep', '--output_dir',
-          str(output_dir), '--run_point', point.name]
+def worker_command(output_dir, point, cores=None):
+  """The command line of a worker process: `run_point` of one point, on the
+  CPU cores `cores` (a list of ints; None: wherever the OS puts it)."""
+  return ([sys.executable, '-m', 'lm_trax.sweep', '--output_dir',
+           str(output_dir), '--run_point', point.name]
+          + (['--cores', ','.join(map(str, cores))] if cores else []))
 
 
-def run_point_in_subprocess(output_dir, point):
+def core_shares(workers):
+  """This process's CPU cores split into `workers` disjoint lists, or None
+  where that is not possible (more workers than cores, or an OS without
+  CPU affinity). Pinned, each worker's thread pools size themselves to its
+  share instead of every worker spreading threads over all the cores."""
+  if not hasattr(os, 'sched_getaffinity'):
+    return None
+  cores = sorted(os.sched_getaffinity(0))
+  if workers > len(cores):
+    return None
+  share = len(cores) // workers
+  return [cores[i * share:(i + 1) * share] for i in range(workers)]
+
+
+def run_point_in_subprocess(output_dir, point, cores=None):
   """Trains one point in a new Python process, its output in train.log.
+
+  Args:
+    output_dir: the sweep directory.
+    point: the Point to train.
+    cores: the CPU cores the process runs on (None: any).
 
   Returns:
     The point's status dict; 'failed' if the process died without saying.
@@ -244,7 +266,8 @@ def run_point_in_subprocess(output_dir, point):
       [str(_PACKAGE_ROOT)] + [p for p in [env.get('PYTHONPATH')] if p])
   started = _start_attempt(point_dir, point)
   with open(point_dir / LOG_FILE, 'a', encoding='utf-8') as log:
-    returncode = subprocess.run(worker_command(output_dir, point), stdout=log,
+    returncode = subprocess.run(worker_command(output_dir, point, cores),
+                                stdout=log,
                                 stderr=subprocess.STDOUT, env=env,
                                 check=False).returncode
   status = read_status(point_dir)
@@ -352,9 +375,22 @@ def run_sweep(sweep, output_dir, workers=1):
 
 
 def _run_in_processes(output_dir, points, workers):
+  """Trains `points`, `workers` processes at a time, each on its own share
+  of the cores while it runs (core_shares)."""
+  free_shares = queue.Queue()
+  for share in core_shares(workers) or [None] * workers:
+    free_shares.put(share)
+
+  def run_on_a_free_share(point):
+    share = free_shares.get()
+    try:
+      return run_point_in_subprocess(output_dir, point, share)
+    finally:
+      free_shares.put(share)
+
   pool = concurrent.futures.ThreadPoolExecutor(workers)
   try:
-    futures = {pool.submit(run_point_in_subprocess, output_dir, point): point
+    futures = {pool.submit(run_on_a_free_share, point): point
                for point in points}
     for i, future in enumerate(concurrent.futures.as_completed(futures), 1):
       _print(f'[{i}/{len(points)}] {futures[future].name}: '

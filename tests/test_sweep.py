@@ -378,8 +378,10 @@ if point_dir.name.endswith('=2'):
 
 def test_workers_run_points_in_processes_and_a_crash_is_recorded(
     tmp_path, monkeypatch):
-  monkeypatch.setattr(sweep_run, 'worker_command', lambda output_dir, point: [
-      sys.executable, '-c', FAKE_WORKER, str(output_dir / point.name)])
+  monkeypatch.setattr(sweep_run, 'worker_command',
+                      lambda output_dir, point, cores=None: [
+                          sys.executable, '-c', FAKE_WORKER,
+                          str(output_dir / point.name)])
   sweep.main(['--gin_file', PTB_LSTM, '--sweep', 'train.seed = [1, 2, 3]',
               '--output_dir', str(tmp_path), '--workers', '2'])
   points = [tmp_path / f'train.seed={seed}' for seed in (1, 2, 3)]
@@ -390,6 +392,59 @@ def test_workers_run_points_in_processes_and_a_crash_is_recorded(
   assert 'Aborted' in (points[1] / sweep_run.LOG_FILE).read_text()
   assert all((point / sweep_run.LOG_FILE).exists() for point in points)
   assert (tmp_path / 'results.csv').exists()
+
+
+# Stands in for a worker given `--cores`: holds its share's lock file while it
+# runs, and fails if another worker holds it (two workers on one share).
+SHARE_WORKER = """
+import json, os, pathlib, sys, time
+point_dir, cores = pathlib.Path(sys.argv[1]), sys.argv[2]
+lock = point_dir.parent / f'cores-{cores}.lock'
+try:
+  os.close(os.open(lock, os.O_CREAT | os.O_EXCL))
+except FileExistsError:
+  sys.exit(f'cores {cores} already taken')
+time.sleep(0.3)
+os.remove(lock)
+(point_dir / 'status.json').write_text(
+    json.dumps({'status': 'finished', 'cores': cores}))
+"""
+
+
+@pytest.mark.skipif(sweep_run.core_shares(2) is None,
+                    reason='needs 2 CPU cores and CPU affinity')
+def test_workers_run_at_once_on_disjoint_shares_of_the_cores(tmp_path,
+                                                             monkeypatch):
+  shares = sweep_run.core_shares(2)
+  assert not set(shares[0]) & set(shares[1])
+  assert len(shares[0]) == len(shares[1]) >= 1
+  real_command = sweep_run.worker_command
+  def command(output_dir, point, cores=None):
+    full = real_command(output_dir, point, cores)
+    assert full[-2] == '--cores'
+    return [sys.executable, '-c', SHARE_WORKER, str(output_dir / point.name),
+            full[-1]]
+  monkeypatch.setattr(sweep_run, 'worker_command', command)
+  sweep.main(['--gin_file', PTB_LSTM, '--sweep', 'train.seed = [1, 2, 3, 4]',
+              '--output_dir', str(tmp_path), '--workers', '2'])
+  statuses = [sweep_run.read_status(tmp_path / f'train.seed={seed}')
+              for seed in (1, 2, 3, 4)]
+  assert [s['status'] for s in statuses] == ['finished'] * 4
+  used = {s['cores'] for s in statuses}
+  assert used == {','.join(map(str, share)) for share in shares}
+
+
+def test_a_worker_pins_itself_to_its_cores_before_training(monkeypatch):
+  calls = []
+  monkeypatch.setattr(os, 'sched_setaffinity',
+                      lambda pid, cores: calls.append(('pin', pid, cores)),
+                      raising=False)
+  monkeypatch.setattr(sweep, '_run_one_point',
+                      lambda output_dir, name: calls.append(('train', name)))
+  with pytest.raises(SystemExit):
+    sweep.main(['--output_dir', 'runs/x', '--run_point', 'p', '--cores',
+                '0,1'])
+  assert calls == [('pin', 0, [0, 1]), ('train', 'p')]
 
 
 @pytest.mark.skipif(not os.environ.get('LM_TRAX_SLOW_TESTS'),
@@ -581,8 +636,10 @@ def test_the_shipped_ablation_parses_with_its_config():
       'full', 'no_tying', 'no_variational', 'no_embedding_dropout',
       'no_weight_dropout', 'no_ar_tar', 'no_weight_decay', 'no_lr_decay',
       'no_dropout']
-  assert all(p.bindings[0] == 'train.n_epochs = 6' for p in points)
-  assert points[7].bindings[1:] == ['epoch_decay.decay = 1.0']
+  compressed = ['train.n_epochs = 3', 'epoch_decay.constant_epochs = 1',
+                'epoch_decay.decay = 0.5']
+  assert all(p.bindings[:3] == compressed for p in points)
+  assert points[7].bindings[3:] == ['epoch_decay.decay = 1.0']  # Wins.
   assert len(set(sweep_run.check_configs(ablation, points).values())) == 9
 
 
@@ -591,9 +648,8 @@ def test_the_shipped_gru_grid_parses_with_its_config():
       [str(GIN_DIR / 'ptb_gru.gin')], [],
       GIN_DIR / 'sweeps' / 'ptb_gru_lr_clip.yaml')
   points = grid_sweep.points()
-  assert len(points) == 8 and grid_sweep.named_points is None
+  assert len(points) == 4 and grid_sweep.named_points is None
   assert sweep_grid.varying_params(grid_sweep.grid) == [
-      'epoch_decay.learning_rate', 'trax.optimizers.SGD.clip_grad_norm',
-      'epoch_decay.constant_epochs']
-  assert all(p.bindings[-1] == 'train.n_epochs = 6' for p in points)
-  assert len(set(sweep_run.check_configs(grid_sweep, points).values())) == 8
+      'epoch_decay.learning_rate', 'trax.optimizers.SGD.clip_grad_norm']
+  assert all(p.bindings[-1] == 'train.n_epochs = 4' for p in points)
+  assert len(set(sweep_run.check_configs(grid_sweep, points).values())) == 4
