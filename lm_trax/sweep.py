@@ -103,8 +103,8 @@ def _parse_args(argv):
   target.add_argument('--report', metavar='SWEEP_DIR',
                       help='only write the results of SWEEP_DIR')
   parser.add_argument('--workers', type=int, default=1,
-                      help='points trained at a time; each one beyond the '
-                      'first runs in its own process (1 suits 2 cores)')
+                      help='points trained at a time; with more than 1, each '
+                      'in its own process on its share of the cores')
   cli.add_verbose_argument(parser)
   parser.add_argument('--run_point', help=argparse.SUPPRESS)
   parser.add_argument('--cores', help=argparse.SUPPRESS)  # With --run_point.
