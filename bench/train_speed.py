@@ -33,8 +33,10 @@ R processes and its spread (min-max):
 
 This process imports none of JAX, TensorFlow or torch: versions come from the
 installed packages' metadata. The table says the date, the CPU and cores,
-the load average before and after (publish nothing measured while anything
-else runs: the table warns when the load average before was >= 0.5).
+the load average before and after, and how many cores were busy in the 3 s
+before it started (publish nothing measured while anything else runs: the
+table warns at >= 0.25 cores; the load average also counts what ran in the
+last minutes).
 --breakdown runs `bench/trax_steps.py --breakdown`: where the time of an
 lm_trax LSTM / GRU step goes.
 """
@@ -73,7 +75,7 @@ PEER_COMMON = {'emsize': 200, 'nhid': 200, 'nlayers': 2,
 # train.py's training line (lm_trax/loop.py _log_training_line).
 TRAINING_LINE = re.compile(
     r'^step\s+(\d+)/\d+ \| train loss (\S+) .*\| ([\d,.]+) tok/s \|')
-BUSY_LOAD = 0.5
+BUSY_CORES = 0.25  # Cores' worth of CPU busy before the run: too many to publish.
 CHILD_TIMEOUT = 900  # Seconds: a stuck child fails the benchmark.
 
 
@@ -257,7 +259,7 @@ def _version(package):
 
 
 def print_table(results, configs, repeats, settings, load_before, load_after,
-                with_trax, out=sys.stdout):
+                with_trax, busy_before=None, out=sys.stdout):
   torch_report = results['_torch']
   load = lambda avg: ' '.join(f'{x:.2f}' for x in avg)
   print('Training speed, tokens/s: median (min-max) of '
@@ -267,15 +269,17 @@ def print_table(results, configs, repeats, settings, load_before, load_after,
   print(f'date: {time.strftime("%Y-%m-%d %H:%M %Z")}', file=out)
   print(f'machine: {machine.cpu_name()}, {os.cpu_count()} cores; load average '
         f'(1, 5, 15 min) before {load(load_before)}, after '
-        f'{load(load_after)}', file=out)
+        f'{load(load_after)}' + (
+            '' if busy_before is None else
+            f'; busy in the 3 s before: {busy_before:.2f} cores'), file=out)
   print(f'versions: Python {platform.python_version()}, jax '
         f'{_version("jax")}, jaxlib {_version("jaxlib")}, trax '
         f'{_version("trax")}, tensorflow {_version("tensorflow")}, torch '
         f'{torch_report["torch"]} ({torch_report["threads"]} threads, '
         f'{torch_report["interop_threads"]} inter-op; environment: '
         f'{torch_report["env"] or "no OMP_/MKL_ variables"})', file=out)
-  if load_before[0] >= BUSY_LOAD:
-    print(f'WARNING: the load average before was {load_before[0]:.2f}: '
+  if busy_before is not None and busy_before >= BUSY_CORES:
+    print(f'WARNING: {busy_before:.2f} cores were busy before the run: '
           'something else was running; do not publish these figures',
           file=out)
   print(file=out)
@@ -317,13 +321,13 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--config', default='all',
                       choices=tuple(PEERS) + ('all',))
-  parser.add_argument('--repeats', type=int, default=5,
-                      help='processes per column and config (default 5)')
-  parser.add_argument('--window', type=float, default=5.0,
-                      help='seconds timed in each process (default 5)')
-  parser.add_argument('--warmup', type=float, default=2.0,
+  parser.add_argument('--repeats', type=int, default=3,
+                      help='processes per column and config (default 3)')
+  parser.add_argument('--window', type=float, default=30.0,
+                      help='seconds timed in each process (default 30)')
+  parser.add_argument('--warmup', type=float, default=10.0,
                       help='seconds of training after compilation before '
-                      'the window (default 2)')
+                      'the window (default 10)')
   parser.add_argument('--log_every', type=int, default=50,
                       help="train.py's train.log_every: the window is made "
                       'of whole lines of this many steps (default 50)')
@@ -355,6 +359,7 @@ def main(argv=None):
                  "package's bench extra)")
   settings = Settings(args.data_dir.resolve(), args.warmup, args.window,
                       args.log_every)
+  busy_before = machine.busy_cores()
   load_before = os.getloadavg()
   try:
     results = measure(configs, args.repeats, settings, not args.no_trax)
@@ -362,10 +367,11 @@ def main(argv=None):
     sys.exit(f'error: {e}')
   load_after = os.getloadavg()
   print_table(results, configs, args.repeats, settings, load_before,
-              load_after, not args.no_trax)
+              load_after, not args.no_trax, busy_before)
   if args.json:
     args.json.write_text(json.dumps(
         {'results': results, 'load_before': load_before,
+         'busy_cores_before': busy_before,
          'load_after': load_after, 'settings': {
              'warmup': args.warmup, 'window': args.window,
              'log_every': args.log_every, 'repeats': args.repeats}},

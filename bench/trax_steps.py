@@ -25,15 +25,24 @@ data pipeline, logging or evaluation: it is the step alone.
 
 --breakdown instead times the parts of our LSTM / GRU step, each compiled
 alone (output layer + loss, recurrent layers, forward only; the optimizer
-update and Loop as the rest), with their GFLOP/s: where the time goes.
+update and Loop as the rest), with their GFLOP/s: where the time goes. Then
+it traces the real step (the Loop's jitted update, jax.profiler) and lists
+the XLA operations that take its time, each with its shape and the JAX
+operation it came from. XLA:CPU runs some matmuls asynchronously: their time
+can show up in the operation that waits for them (e.g. the gradient norm's
+reduction after the output layer's weight gradient).
 """
 
 import argparse
+import collections
 import contextlib
 import io
 import itertools
 import json
+import pathlib
+import re
 import sys
+import tempfile
 import time
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -99,6 +108,7 @@ def loop_step(spec, model_and_loss, batches):
   def run(n_steps):
     loop.run(n_steps)
     jax.block_until_ready(trainer.accelerated_model_with_loss.weights)
+  run.trainer = trainer  # For op_profile: the program the Loop runs.
   run(1)
   return run, built - started, time.perf_counter() - built
 
@@ -176,7 +186,89 @@ def print_breakdown(spec, repeats):
           f'| {gflop / ms * 1e3:7.1f} | {100 * gflop / ms * 1e3 / peak:8.1f}%')
   print('(optimizer update + Loop: whole step - forward + backward = '
         f'{rows[0][1] - rows[1][1]:.1f} ms)')
+  print()
+  print_op_profile(spec)
   sys.stdout.flush()
+
+
+# The XLA operations of the real step (a jax.profiler trace) -----------------------
+
+HLO_LINE = re.compile(r'^\s*(?:ROOT )?%?([\w.-]+) = (\S+) ')
+OP_NAME = re.compile(r'op_name="([^"]*)"')
+# The trace's own bookkeeping, not operations of the program.
+NOT_OPS = ('ThunkExecutor', 'SlinkyThreadPool')
+
+
+def op_times(profile_data, n_steps):
+  """{op name: (ms per step, calls per step)} of XLA:CPU's operations in a
+  jax.profiler.ProfileData: the events of its worker threads."""
+  total, calls = collections.Counter(), collections.Counter()
+  for plane in profile_data.planes:
+    for line in plane.lines:
+      if 'XLA' not in line.name:
+        continue
+      for event in line.events:
+        if not event.name.startswith(NOT_OPS):
+          total[event.name] += event.duration_ns
+          calls[event.name] += 1
+  return {name: (ns / n_steps / 1e6, calls[name] / n_steps)
+          for name, ns in total.items()}
+
+
+def hlo_ops(hlo_text):
+  """{instruction name: 'shape  jax op'} from compiled HLO text."""
+  ops = {}
+  for line in hlo_text.splitlines():
+    match = HLO_LINE.match(line)
+    if match:
+      name, shape = match.groups()
+      op_name = OP_NAME.search(line)
+      ops[name] = shape + ('  ' + op_name.group(1).split('/', 1)[-1]
+                           if op_name else '')
+  return ops
+
+
+def op_profile(spec, n_steps=20):
+  """(rows (op, ms per step, calls per step, what), wall ms per step) of the
+  Loop's jitted update over n_steps, traced."""
+  batches = common.synthetic_batches(spec, 8)
+  run, _, _ = loop_step(spec, lm_trax_model, batches)
+  run(5)
+  with tempfile.TemporaryDirectory(prefix='lm_trax_trace_') as tmp:
+    jax.profiler.start_trace(tmp)
+    started = time.perf_counter()
+    run(n_steps)
+    wall = (time.perf_counter() - started) / n_steps
+    jax.profiler.stop_trace()
+    trace = next(pathlib.Path(tmp).rglob('*.xplane.pb'))
+    times = op_times(jax.profiler.ProfileData.from_file(str(trace)), n_steps)
+  trainer = run.trainer
+  model = trainer.accelerated_model_with_loss
+  hlo = trainer._accelerated_update_fn.lower(  # pylint: disable=protected-access
+      (model.weights, trainer._slots), 1, trainer._opt_params,  # pylint: disable=protected-access
+      batches[0], model.state, jax.random.PRNGKey(0)).compile().as_text()
+  ops = hlo_ops(hlo)
+  rows = sorted(((name, ms, n, ops.get(name, '')) for name, (ms, n)
+                 in times.items()), key=lambda row: -row[1])
+  return rows, wall * 1e3
+
+
+def print_op_profile(spec, top=15):
+  rows, wall = op_profile(spec)
+  summed = sum(ms for _, ms, _, _ in rows)
+  print(f'The XLA operations of the {spec.name} step (trax Loop, traced over '
+        f'20 steps: {wall:.1f} ms a step, its operations {summed:.1f} ms):')
+  print()
+  print(' ms/step | share | calls/step | operation: shape, from')
+  print('---------|-------|------------|----------------------')
+  for name, ms, calls, what in rows[:top]:
+    print(f'{ms:8.2f} | {100 * ms / summed:4.0f}% | {calls:10.0f} | '
+          f'{name}: {what}')
+  rest = rows[top:]
+  print(f'{sum(ms for _, ms, _, _ in rest):8.2f} | '
+        f'{100 * sum(ms for _, ms, _, _ in rest) / summed:4.0f}% | '
+        f'{sum(n for _, _, n, _ in rest):10.0f} | the other {len(rest)} '
+        'operations')
 
 
 # The benchmark --------------------------------------------------------------------

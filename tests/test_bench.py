@@ -3,9 +3,11 @@ settings: these check the machinery, not the speed)."""
 
 import json
 import math
+import os
 import pathlib
 import re
 import runpy
+import subprocess
 import sys
 
 import pytest
@@ -100,3 +102,46 @@ def test_eval_speed_prints_its_table(bench_script, capsys):
   row = re.search(r'^ptb_nplm \| +\d+ \| +([\d,]+) \| +([\d,]+) \|', out, re.M)
   assert row, out
   assert all(_number(x) > 0 for x in row.groups())
+
+
+def test_the_op_profile_times_each_xla_operation_of_a_program(bench_script,
+                                                               tmp_path):
+  """--breakdown's operation table: a traced program's XLA operations, each
+  with its calls per step and the shape from the compiled HLO."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from jax import numpy as jnp  # pylint: disable=g-import-not-at-top
+  steps = bench_script('trax_steps.py')
+  a = jnp.ones((256, 256), jnp.float32)
+  program = jax.jit(lambda x: jnp.tanh(x @ x))
+  program(a).block_until_ready()
+  jax.profiler.start_trace(str(tmp_path))
+  for _ in range(4):
+    out = program(a)
+  out.block_until_ready()
+  jax.profiler.stop_trace()
+  trace = next(tmp_path.rglob('*.xplane.pb'))
+  times = steps['op_times'](
+      jax.profiler.ProfileData.from_file(str(trace)), n_steps=4)
+  ops = steps['hlo_ops'](program.lower(a).compile().as_text())
+  profiled = {name: what for name, what in ops.items() if name in times}
+  assert any(what.startswith('f32[256,256]') for what in profiled.values()), (
+      times, ops)
+  for name in profiled:
+    ms, calls = times[name]
+    assert ms > 0 and calls == 1, (name, times[name])
+
+
+def test_busy_cores_sees_a_process_that_runs_now(monkeypatch):
+  """train_speed.py's idleness check: a core kept busy during the
+  measurement shows up as about one busy core."""
+  monkeypatch.syspath_prepend(str(BENCH))
+  import machine  # pylint: disable=g-import-not-at-top
+  if not pathlib.Path('/proc/stat').exists():
+    pytest.skip('no /proc/stat')
+  spinner = subprocess.Popen([sys.executable, '-c', 'while True: pass'])
+  try:
+    busy = machine.busy_cores(1.0)
+  finally:
+    spinner.kill()
+    spinner.wait()
+  assert 0.7 <= busy <= (os.cpu_count() or 1) + 0.1, busy
