@@ -215,6 +215,20 @@ def op_times(profile_data, n_steps):
           for name, ns in total.items()}
 
 
+def traced_op_times(call, n_steps):
+  """Runs call() (n_steps steps, ending when their results are ready) under
+  jax.profiler: (op_times of its trace, its wall seconds)."""
+  with tempfile.TemporaryDirectory(prefix='lm_trax_trace_') as tmp:
+    jax.profiler.start_trace(tmp)
+    started = time.perf_counter()
+    call()
+    seconds = time.perf_counter() - started
+    jax.profiler.stop_trace()
+    trace = next(pathlib.Path(tmp).rglob('*.xplane.pb'))
+    profile = jax.profiler.ProfileData.from_file(str(trace))
+  return op_times(profile, n_steps), seconds
+
+
 def hlo_ops(hlo_text):
   """{instruction name: 'shape  jax op'} from compiled HLO text."""
   ops = {}
@@ -234,14 +248,7 @@ def op_profile(spec, n_steps=20):
   batches = common.synthetic_batches(spec, 8)
   run, _, _ = loop_step(spec, lm_trax_model, batches)
   run(5)
-  with tempfile.TemporaryDirectory(prefix='lm_trax_trace_') as tmp:
-    jax.profiler.start_trace(tmp)
-    started = time.perf_counter()
-    run(n_steps)
-    wall = (time.perf_counter() - started) / n_steps
-    jax.profiler.stop_trace()
-    trace = next(pathlib.Path(tmp).rglob('*.xplane.pb'))
-    times = op_times(jax.profiler.ProfileData.from_file(str(trace)), n_steps)
+  times, seconds = traced_op_times(lambda: run(n_steps), n_steps)
   trainer = run.trainer
   model = trainer.accelerated_model_with_loss
   hlo = trainer._accelerated_update_fn.lower(  # pylint: disable=protected-access
@@ -250,14 +257,15 @@ def op_profile(spec, n_steps=20):
   ops = hlo_ops(hlo)
   rows = sorted(((name, ms, n, ops.get(name, '')) for name, (ms, n)
                  in times.items()), key=lambda row: -row[1])
-  return rows, wall * 1e3
+  return rows, seconds / n_steps * 1e3
 
 
-def print_op_profile(spec, top=15):
-  rows, wall = op_profile(spec)
+def print_op_profile(spec, top=15, n_steps=20):
+  rows, wall = op_profile(spec, n_steps)
   summed = sum(ms for _, ms, _, _ in rows)
   print(f'The XLA operations of the {spec.name} step (trax Loop, traced over '
-        f'20 steps: {wall:.1f} ms a step, its operations {summed:.1f} ms):')
+        f'{n_steps} steps: {wall:.1f} ms a step, its operations '
+        f'{summed:.1f} ms):')
   print()
   print(' ms/step | share | calls/step | operation: shape, from')
   print('---------|-------|------------|----------------------')
