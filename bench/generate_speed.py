@@ -1,28 +1,31 @@
-"""Characters per second: lm_trax.generate vs trax's autoregressive_sample.
+"""Characters per second: lm_trax.generate vs a bare loop and trax's sampler.
 
-  PYTHONPATH=. python bench/generate_speed.py [--output_dir RUN] [--length N]
-                                              [--repeats R]
+  python bench/generate_speed.py [--output_dir RUN] [--length N] [--repeats R]
+                                 [--batch_sizes 1 8]
 
 On one 2-layer GRU-512 character model (GRULM(vocab_size=66, d_model=512,
-n_layers=2), random init, or the model of --output_dir), in one process and on
-the same weights, it times
+n_layers=2), random init, or the model of --output_dir), in one process, it
+times
 
-  (a) lm_trax.generate.make_sampler: priming and all N steps in one compiled
-      call (lax.scan), and
-  (b) trax.supervised.decoding.autoregressive_sample(model, batch_size=B,
+  (a) lm_trax.generate.make_sampler, as `python -m lm_trax.generate` samples:
+      priming and all N steps in one compiled call (lax.scan);
+  (b) the bound: bench/bare.py's sample_recurrent, the same cell arithmetic
+      and a Gumbel-max draw written in bare JAX, all N steps in one compiled
+      call, with (a)'s weights;
+  (c) trax.supervised.decoding.autoregressive_sample(model, batch_size=B,
       temperature=1.0, max_length=N, eos_id=-1): one jitted model call per
-      token (through tl.Accelerate) and sampling on the host,
+      token (through tl.Accelerate) and sampling on the host (same weights
+      as (a)),
 
 at batch 1 and 8: a warm-up call each, then R calls taking turns, the median.
-It prints a table of chars/s (B * N / seconds per call) and their ratio, and
-the time to the first character of (a) from nothing: build (or load) the
-model, compile, draw the first sample (the first character arrives with the
-whole sample: the loop is one call).
+It prints a table of chars/s (B * N / seconds per call), lm_trax's time over
+the bound's and its speed over trax's, and the time to the first character
+of (a) from nothing: build (or load) the model, compile, draw the first
+sample (the first character arrives with the whole sample: the loop is one
+call).
 """
 
 import argparse
-from importlib import metadata
-import os
 import statistics
 import sys
 import time
@@ -35,8 +38,12 @@ import numpy as np
 from trax.supervised import decoding
 
 from lm_trax import generate
+from lm_trax import inference
 from lm_trax import layers
 from lm_trax import models
+
+import bare
+import common
 
 _IMPORTED = time.time()
 
@@ -75,9 +82,26 @@ class Models:
     return model
 
 
+def bound(model, batch_size, length, start_id):
+  """A timed call of the bare loop (bench/bare.py) with the model's weights:
+  fn(seed) -> seconds."""
+  cell, params = bare.recurrent_params_of(model)
+  d_model = params['layers'][0]['w_h'].shape[0]
+  state = bare.zero_state(cell, len(params['layers']), batch_size, d_model)
+  start_ids = np.full((batch_size,), start_id, np.int32)
+
+  def call(seed):
+    started = time.perf_counter()
+    ids = bare.sample_recurrent(cell, params, state, start_ids, length,
+                                jax.random.PRNGKey(seed))
+    ids.block_until_ready()
+    return time.perf_counter() - started
+  return call
+
+
 def ours(model, batch_size, length, start_id):
   """A timed call of our compiled sampler: fn(seed) -> seconds."""
-  sampler = generate.make_sampler(model, length)
+  sampler = generate.make_sampler(inference.pure_forward(model), length)
   prompt = np.full((batch_size, 1), start_id, np.int32)
   zeros = layers.zero_state_tree(model.state)
 
@@ -111,7 +135,7 @@ def time_to_first_character(factory, length):
   started = time.perf_counter()
   model = factory.model(1)
   built = time.perf_counter()
-  sampler = generate.make_sampler(model, length)
+  sampler = generate.make_sampler(inference.pure_forward(model), length)
   ids = sampler(model.weights, layers.zero_state_tree(model.state),
                 np.full((1, 1), factory.start_id, np.int32),
                 jax.random.PRNGKey(0))
@@ -147,36 +171,39 @@ def main(argv=None):
   rows = []
   for batch_size in args.batch_sizes:
     model = factory.model(batch_size)
-    ours_s, theirs_s, theirs_setup_s = median_seconds(
+    ours_s, bound_s, theirs_s, theirs_setup_s = median_seconds(
         [ours(model, batch_size, args.length, factory.start_id),
+         bound(model, batch_size, args.length, factory.start_id),
          theirs(model, batch_size, args.length, factory.start_id),
          theirs(model, batch_size, 1, factory.start_id)],  # Per-call set-up.
         args.repeats)
     chars = batch_size * args.length
-    rows.append((batch_size, chars / ours_s, chars / theirs_s,
+    rows.append((batch_size, chars / ours_s, chars / bound_s, chars / theirs_s,
                  theirs_setup_s, batch_size * (args.length - 1) /
                  max(theirs_s - theirs_setup_s, 1e-9)))
-    print(f'batch {batch_size}: {ours_s:.3f} s vs {theirs_s:.3f} s per call',
-          file=sys.stderr)
+    print(f'batch {batch_size}: {ours_s:.3f} s, bare loop {bound_s:.3f} s, '
+          f'trax {theirs_s:.3f} s per call', file=sys.stderr)
 
   print(f'{factory.describe()}; {args.length} characters per sample; median '
-        f'of {args.repeats} calls after a warm-up')
-  print(f'jax {jax.__version__}, trax {metadata.version("trax")}, '
-        f'{os.cpu_count()} '
-        f'CPU(s), load average {os.getloadavg()[0]:.1f}')
+        f'of {args.repeats} calls after a warm-up; the bare loop: '
+        'bench/bare.py with the same weights')
+  print(common.machine_line())
   print()
-  print('batch | lm_trax.generate chars/s | trax autoregressive_sample '
-        'chars/s | ratio')
-  print('------|--------------------------|------------------------------------'
-        '|------')
-  for batch_size, ours_cps, theirs_cps, _, _ in rows:
-    print(f'{batch_size:5d} | {ours_cps:24,.0f} | {theirs_cps:34,.0f} | '
-          f'{ours_cps / theirs_cps:4.1f}x')
+  print('batch | lm_trax.generate chars/s | bare loop chars/s | '
+        'lm_trax time / bare | trax autoregressive_sample chars/s | '
+        'lm_trax / trax')
+  print('------|--------------------------|-------------------|-'
+        '--------------------|------------------------------------|'
+        '---------------')
+  for batch_size, ours_cps, bound_cps, theirs_cps, _, _ in rows:
+    print(f'{batch_size:5d} | {ours_cps:24,.0f} | {bound_cps:17,.0f} | '
+          f'{bound_cps / ours_cps:18.2f}x | {theirs_cps:34,.0f} | '
+          f'{ours_cps / theirs_cps:13.1f}x')
   print()
-  for batch_size, ours_cps, _, setup_s, per_token_cps in rows:
+  for batch_size, ours_cps, _, _, setup_s, per_token_cps in rows:
     print(f'batch {batch_size}: autoregressive_sample spends {setup_s:.2f} s '
           'per call before its first character (it wraps the model in a new '
-          'tl.Accelerate, so re-jits it, on every call); past it, '
+          'tl.Accelerate, a new jitted function, on every call); past it, '
           f'{per_token_cps:,.0f} chars/s ({ours_cps / per_token_cps:.1f}x '
           'slower than lm_trax.generate)')
   print(f'time to first character (lm_trax.generate, batch 1): '

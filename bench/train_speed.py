@@ -3,6 +3,7 @@
   python bench/train_speed.py [--config ptb_lstm|ptb_gru|all] [--repeats R]
                               [--window S] [--warmup S] [--log_every N]
                               [--no_trax] [--json FILE]
+  python bench/train_speed.py --lm_trax_only --config CONFIG [...]
   python bench/train_speed.py --breakdown [--config ...] [--repeats R]
 
 Prints the README's speed table. For each config, each measurement is a
@@ -39,6 +40,8 @@ table warns at >= 0.25 cores; the load average also counts what ran in the
 last minutes).
 --breakdown runs `bench/trax_steps.py --breakdown`: where the time of an
 lm_trax LSTM / GRU step goes.
+--lm_trax_only times train.py alone, for any gin/<CONFIG>.gin (e.g. the
+regularized ptb_lstm_tied, which pytorch/examples has no peer for).
 """
 
 import argparse
@@ -166,7 +169,7 @@ def _read_window(process, settings, started):
 
 # PyTorch: bench/word_language_model.py, and the trax step ---------------------
 
-def _json_child(command, name, env=None):
+def json_child(command, name, env=None):
   """Runs a child that prints one JSON line last; its dict."""
   done = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
                         timeout=CHILD_TIMEOUT, check=False, env=env)
@@ -184,7 +187,7 @@ def torch_word_language_model(config, settings):
              '--data', str(settings.data_dir / 'ptb')]
   for key, value in options.items():
     command += [f'--{key}', str(value)]
-  result = _json_child(command, 'the PyTorch word_language_model')
+  result = json_child(command, 'the PyTorch word_language_model')
   imported = [m for m, present in result['modules'].items() if present]
   if imported:
     raise BenchError(f'the PyTorch process imported {imported}')
@@ -202,7 +205,7 @@ def trax_steps(config, settings):
   command = [sys.executable, str(BENCH / 'trax_steps.py'), '--config', config,
              '--warmup', str(settings.warmup), '--window',
              str(settings.window)]
-  result = _json_child(command, 'bench/trax_steps.py', _this_checkout())
+  result = json_child(command, 'bench/trax_steps.py', _this_checkout())
   if result['modules'].get('torch'):
     raise BenchError('the trax process imported torch')
   return result
@@ -210,10 +213,11 @@ def trax_steps(config, settings):
 
 # The table ------------------------------------------------------------------
 
-def measure(configs, repeats, settings, with_trax, progress=sys.stderr):
+def measure(configs, repeats, settings, with_trax, progress=sys.stderr,
+            with_torch=True):
   """{config: {'lm_trax': [tok/s...], 'torch': [...], 'lm_trax_step': [...],
   'plain_trax_step': [...], 'first_line_seconds': [train.py's start-up]},
-  '_torch': the last PyTorch child's report}."""
+  '_torch': the last PyTorch child's report (None without torch)}."""
   results = {c: {'lm_trax': [], 'torch': [], 'lm_trax_step': [],
                  'plain_trax_step': [], 'first_line_seconds': []}
              for c in configs}
@@ -225,14 +229,16 @@ def measure(configs, repeats, settings, with_trax, progress=sys.stderr):
       ours = lm_trax_train_py(config, settings)
       r['lm_trax'].append(ours['tokens_per_sec'])
       r['first_line_seconds'].append(ours['first_line_seconds'])
-      torch_report = torch_word_language_model(config, settings)
-      r['torch'].append(torch_report['tokens_per_sec'])
+      if with_torch:
+        torch_report = torch_word_language_model(config, settings)
+        r['torch'].append(torch_report['tokens_per_sec'])
       if with_trax:
         steps = trax_steps(config, settings)
         r['lm_trax_step'].append(steps['lm_trax'])
         r['plain_trax_step'].append(steps['plain_trax'])
       print(f'{config} run {repeat + 1}/{repeats}: lm_trax '
-            f'{r["lm_trax"][-1]:,.0f}, PyTorch {r["torch"][-1]:,.0f}'
+            f'{r["lm_trax"][-1]:,.0f}'
+            + (f', PyTorch {r["torch"][-1]:,.0f}' if with_torch else '')
             + (f', steps {r["lm_trax_step"][-1]:,.0f} / '
                f'{r["plain_trax_step"][-1]:,.0f}' if with_trax else '')
             + f' tok/s ({time.time() - started:.0f} s)', file=progress,
@@ -251,7 +257,7 @@ def ratio(numerator, denominator):
   return f'{statistics.median(numerator) / statistics.median(denominator):.2f}x'
 
 
-def _version(package):
+def package_version(package):
   try:
     return metadata.version(package)
   except metadata.PackageNotFoundError:
@@ -272,19 +278,24 @@ def print_table(results, configs, repeats, settings, load_before, load_after,
         f'{load(load_after)}' + (
             '' if busy_before is None else
             f'; busy in the 3 s before: {busy_before:.2f} cores'), file=out)
+  torch_line = ('not run' if torch_report is None else
+                f'{torch_report["torch"]} ({torch_report["threads"]} threads, '
+                f'{torch_report["interop_threads"]} inter-op; environment: '
+                f'{torch_report["env"] or "no OMP_/MKL_ variables"})')
   print(f'versions: Python {platform.python_version()}, jax '
-        f'{_version("jax")}, jaxlib {_version("jaxlib")}, trax '
-        f'{_version("trax")}, tensorflow {_version("tensorflow")}, torch '
-        f'{torch_report["torch"]} ({torch_report["threads"]} threads, '
-        f'{torch_report["interop_threads"]} inter-op; environment: '
-        f'{torch_report["env"] or "no OMP_/MKL_ variables"})', file=out)
+        f'{package_version("jax")}, jaxlib {package_version("jaxlib")}, '
+        f'trax {package_version("trax")}, tensorflow '
+        f'{package_version("tensorflow")}, torch {torch_line}; '
+        f'LM_TRAX_MALLOC {os.environ.get("LM_TRAX_MALLOC") or "unset"}',
+        file=out)
   if busy_before is not None and busy_before >= BUSY_CORES:
     print(f'WARNING: {busy_before:.2f} cores were busy before the run: '
           'something else was running; do not publish these figures',
           file=out)
   print(file=out)
-  header = ['config', 'lm_trax train.py', 'PyTorch word_language_model',
-            'lm_trax / PyTorch']
+  header = ['config', 'lm_trax train.py']
+  if torch_report is not None:
+    header += ['PyTorch word_language_model', 'lm_trax / PyTorch']
   if with_trax:
     header += ['lm_trax step, synthetic', 'plain trax step, synthetic',
                'lm_trax / plain trax']
@@ -292,17 +303,19 @@ def print_table(results, configs, repeats, settings, load_before, load_after,
   print('|' + '---|' * len(header), file=out)
   for config in configs:
     r = results[config]
-    row = [config, cell(r['lm_trax']), cell(r['torch']),
-           ratio(r['lm_trax'], r['torch'])]
+    row = [config, cell(r['lm_trax'])]
+    if torch_report is not None:
+      row += [cell(r['torch']), ratio(r['lm_trax'], r['torch'])]
     if with_trax:
       row += [cell(r['lm_trax_step']), cell(r['plain_trax_step']),
               ratio(r['lm_trax_step'], r['plain_trax_step'])]
     print('| ' + ' | '.join(row) + ' |', file=out)
   print(file=out)
   print('lm_trax: python train.py --gin_file=gin/<config>.gin (train.log_every '
-        f'= {settings.log_every}); PyTorch: python bench/word_language_model.py'
-        ' (batch 20, bptt 20, 2 x 200, lr 20 / clip 0.25 LSTM, 10 / 0.1 GRU, '
-        'dropout 0); the ratio is of the medians', file=out)
+        f'= {settings.log_every})' + ('' if torch_report is None else
+        '; PyTorch: python bench/word_language_model.py (batch 20, bptt 20, '
+        '2 x 200, lr 20 / clip 0.25 LSTM, 10 / 0.1 GRU, dropout 0); the '
+        'ratio is of the medians'), file=out)
   for config in configs:
     seconds = results[config]['first_line_seconds']
     print(f'{config}: train.py from its start to its first training line '
@@ -320,7 +333,8 @@ def default_data_dir():
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--config', default='all',
-                      choices=tuple(PEERS) + ('all',))
+                      help=f'one of {", ".join(PEERS)} or all (default); with '
+                      '--lm_trax_only, any gin/<CONFIG>.gin')
   parser.add_argument('--repeats', type=int, default=3,
                       help='processes per column and config (default 3)')
   parser.add_argument('--window', type=float, default=30.0,
@@ -337,6 +351,8 @@ def main(argv=None):
                       default=default_data_dir(),
                       help='holds ptb/ptb.train.txt (default: '
                       '$LM_TRAX_DATA_DIR or ../shared/data)')
+  parser.add_argument('--lm_trax_only', action='store_true',
+                      help='time train.py only (no PyTorch or trax column)')
   parser.add_argument('--json', type=pathlib.Path,
                       help='also write the measurements to this file')
   parser.add_argument('--breakdown', action='store_true',
@@ -344,6 +360,13 @@ def main(argv=None):
                       '(bench/trax_steps.py --breakdown)')
   args = parser.parse_args(argv)
   configs = tuple(PEERS) if args.config == 'all' else (args.config,)
+  if args.lm_trax_only:
+    args.no_trax = True
+    if not all((REPO / 'gin' / f'{c}.gin').is_file() for c in configs):
+      parser.error(f'no gin/{args.config}.gin')
+  elif not set(configs) <= set(PEERS):
+    parser.error(f'--config: {args.config} has no PyTorch peer (one of '
+                 f'{", ".join(PEERS)}, all, or --lm_trax_only)')
   if args.breakdown:
     for config in configs:
       subprocess.run([sys.executable, str(BENCH / 'trax_steps.py'),
@@ -354,7 +377,7 @@ def main(argv=None):
   if not (args.data_dir / 'ptb' / 'ptb.train.txt').is_file():
     parser.error(f'no PTB in {args.data_dir}/ptb (python -m lm_trax.download '
                  'ptb, or --data_dir)')
-  if _version('torch') == 'not installed':
+  if package_version('torch') == 'not installed' and not args.lm_trax_only:
     parser.error('torch is not installed: pip install torch==2.13.0 (or the '
                  "package's bench extra)")
   settings = Settings(args.data_dir.resolve(), args.warmup, args.window,
@@ -362,7 +385,8 @@ def main(argv=None):
   busy_before = machine.busy_cores()
   load_before = os.getloadavg()
   try:
-    results = measure(configs, args.repeats, settings, not args.no_trax)
+    results = measure(configs, args.repeats, settings, not args.no_trax,
+                      with_torch=not args.lm_trax_only)
   except BenchError as e:
     sys.exit(f'error: {e}')
   load_after = os.getloadavg()

@@ -1,7 +1,7 @@
 """PyTorch's word_language_model as its users run it, timed over a window.
 
   python bench/word_language_model.py --data DIR [--model LSTM|GRU] [--lr 20]
-      [--bptt 20] [--warmup 2] [--window 5]
+      [--bptt 20] [--warmup 2] [--window 5] [--evaluate]
 
 The PyTorch peer of `python train.py --gin_file=gin/ptb_lstm.gin` (and ptb_gru)
 in bench/train_speed.py, which runs it in a process of its own: this file
@@ -34,6 +34,12 @@ Threads: nothing is set. torch's defaults are what a user of main.py gets:
 one intra-op thread per core (2 here) and OpenMP's default wait policy.
 (bench/train_speed.py used to set OMP_WAIT_POLICY=PASSIVE; it made PyTorch's
 threads sleep between the many small kernels of an RNN step.)
+
+--evaluate times main.py's evaluate() instead (bench/eval_speed.py runs it
+with --batch_size 1 --bptt <chunk>: lm_trax's exact-evaluation rule, one
+stream scored in chunks, the state carried): model.eval(), torch.no_grad(),
+each chunk's log-probabilities, NLLLoss and loss.item(), repackage_hidden;
+over the train split, again from its start when it ends.
 
 It prints one JSON line: tokens/s over the timed window, the steps and
 seconds it took, the mean loss, torch's version and threads, which of jax,
@@ -137,6 +143,21 @@ def training_steps(model, train_data, args):
       yield targets.numel(), loss.item()
 
 
+def evaluation_steps(model, data, args):
+  """main.py's evaluate(), pass after pass: each next() scores one chunk
+  and gives (tokens in it, its mean loss)."""
+  criterion = nn.NLLLoss()
+  model.eval()
+  with torch.no_grad():
+    while True:
+      hidden = model.init_hidden(args.batch_size)
+      for i in range(0, data.size(0) - 1, args.bptt):
+        inputs, targets = get_batch(data, i, args.bptt)
+        output, hidden = model(inputs, hidden)
+        hidden = repackage_hidden(hidden)
+        yield targets.numel(), criterion(output, targets).item()
+
+
 def run_for(steps, seconds, min_steps=1):
   """Trains whole steps until `seconds` have passed (and at least
   min_steps): (steps, tokens, seconds taken, mean loss)."""
@@ -175,6 +196,8 @@ def main(argv=None):
                       help='seconds of training before the timed window')
   parser.add_argument('--window', type=float, default=5.0,
                       help='the timed window lasts at least this many seconds')
+  parser.add_argument('--evaluate', action='store_true',
+                      help="time main.py's evaluate() instead of training")
   args = parser.parse_args(argv)
 
   torch.manual_seed(args.seed)
@@ -182,12 +205,14 @@ def main(argv=None):
   train_data = batchify(corpus.train, args.batch_size)
   model = RNNModel(args.model, len(corpus.word2idx), args.emsize, args.nhid,
                    args.nlayers, args.dropout)
-  steps = training_steps(model, train_data, args)
+  steps = (evaluation_steps if args.evaluate else training_steps)(
+      model, train_data, args)
 
   warmup_steps = run_for(steps, args.warmup, min_steps=3)[0]
   n_steps, tokens, seconds, loss = run_for(steps, args.window)
   print(json.dumps({
       'framework': 'torch',
+      'job': 'evaluate' if args.evaluate else 'train',
       'tokens_per_sec': tokens / seconds,
       'tokens': tokens,
       'seconds': seconds,

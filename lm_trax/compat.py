@@ -33,13 +33,28 @@ Fixes (each has a test in tests/test_compat.py that shows the breakage):
       restore it; `gin_isolated()` does, so that opening a run directory
       (which parses its config.gin) leaves the caller's configuration, and
       other open runs, alone.
+  (g) Memory (Linux, glibc): XLA:CPU allocates the temporaries of each run
+      of a compiled program as one buffer (tens of MB for a training step
+      of a word-level LM: the (B*T, V) logits and their gradient). glibc
+      serves an allocation above 32 MB (its largest mmap threshold) by mmap
+      and returns it by munmap, so each step maps the buffer afresh and
+      page-faults every 4 KB page of it in again; in arenas of other
+      threads, freed memory is also given back and faulted in again.
+      `reuse_freed_memory()` has glibc serve large allocations from its heap
+      (M_MMAP_MAX 0), never give the heap back (M_TRIM_THRESHOLD) and use one
+      arena (M_ARENA_MAX 1), so that each step reuses memory that is already
+      mapped. The process keeps its peak memory until it ends.
+      LM_TRAX_MALLOC=default leaves glibc as it is, as does a malloc setting
+      of the user's own (GLIBC_TUNABLES, MALLOC_*_, a preloaded malloc).
 
 Quiet imports: no gym banner, no TensorFlow C++ start-up lines, no warnings that
 trax raises on today's JAX for things lm_trax cannot change.
 """
 
 import contextlib
+import ctypes
 import os
+import platform
 import sys
 import warnings
 
@@ -262,12 +277,41 @@ def gin_isolated():
     g._set_config_is_locked(locked)
 
 
+# mallopt parameters (glibc's malloc.h).
+M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8
+TRIM_THRESHOLD = 2 ** 31 - 1  # mallopt takes a C int: about 2 GB, i.e. never.
+
+
+def _users_malloc_settings():
+  """The user's own malloc settings in the environment, if any."""
+  return ([k for k in os.environ if k.startswith('MALLOC_')] +
+          (['GLIBC_TUNABLES'] if 'malloc' in os.environ.get(
+              'GLIBC_TUNABLES', '') else []) +
+          (['LD_PRELOAD'] if 'malloc' in os.environ.get('LD_PRELOAD', '')
+           else []))
+
+
+def reuse_freed_memory():
+  """Fix (g): large allocations from glibc's heap, kept for reuse. Returns
+  whether glibc took the settings (False off glibc, with
+  LM_TRAX_MALLOC=default, or when the user set malloc up themselves)."""
+  if (platform.system() != 'Linux' or platform.libc_ver()[0] != 'glibc' or
+      os.environ.get('LM_TRAX_MALLOC') == 'default' or
+      _users_malloc_settings()):
+    return False
+  mallopt = ctypes.CDLL(None).mallopt
+  return all(mallopt(parameter, value) == 1 for parameter, value in (
+      (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, TRIM_THRESHOLD),
+      (M_ARENA_MAX, 1)))
+
+
 def apply():
   """Applies every fix once; safe to call again. Also turns on JAX's
   persistent compilation cache (lm_trax.compilation_cache)."""
   global _APPLIED
   if _APPLIED:
     return
+  reuse_freed_memory()  # Before XLA starts its threads (and their arenas).
   _quiet_imports()
   _fix_tree_unflatten()
   _fix_multi_device()

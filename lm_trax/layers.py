@@ -101,6 +101,19 @@ class Recurrent(base.Layer):
     self._mode = mode
 
   @property
+  def cell(self):
+    """'lstm', 'gru' or 'rnn'."""
+    return self._cell
+
+  @property
+  def d_model(self):
+    return self._d_model
+
+  @property
+  def forget_bias(self):
+    return self._forget_bias
+
+  @property
   def n_state_arrays(self):
     return 2 if self._cell == 'lstm' else 1
 

@@ -19,7 +19,7 @@ BENCH = pathlib.Path(__file__).resolve().parent.parent / 'bench'
 def bench_script(monkeypatch):
   monkeypatch.syspath_prepend(str(BENCH))  # They import bench/common.py.
   yield lambda name: runpy.run_path(str(BENCH / name), run_name='bench')
-  for name in ('common', 'trax_steps', 'torch_models'):
+  for name in ('common', 'trax_steps', 'bare', 'train_speed', 'machine'):
     sys.modules.pop(name, None)  # Fresh for the next script.
 
 
@@ -96,12 +96,64 @@ def test_the_trax_step_worker_reports_tokens_per_second(bench_script,
 
 
 def test_eval_speed_prints_its_table(bench_script, capsys):
+  """eval_speed.py's row: positive tokens/s for lm_trax and the bare loop,
+  their ratio the bare loop's speed over lm_trax's."""
   bench_script('eval_speed.py')['main'](
-      ['--config', 'ptb_nplm', '--chunks', '1', '--repeats', '1'])
+      ['--config', 'ptb_nplm', '--chunks', '1', '--repeats', '1',
+       '--no_torch'])
   out = capsys.readouterr().out
-  row = re.search(r'^ptb_nplm \| +\d+ \| +([\d,]+) \| +([\d,]+) \|', out, re.M)
+  row = re.search(r'^ptb_nplm \| +\d+ \| +([\d,]+) \| +([\d,]+) \| +([\d.]+)x '
+                  r'\| +- \|', out, re.M)
   assert row, out
-  assert all(_number(x) > 0 for x in row.groups())
+  ours, bound, ratio = map(_number, row.groups())
+  assert ours > 0 and bound > 0
+  assert ratio == pytest.approx(bound / ours, abs=0.005 + bound / ours ** 2)
+
+
+@pytest.mark.parametrize('model_name', ['LSTMLM', 'GRULM'])
+def test_the_bare_loop_computes_the_models_log_probs(bench_script,
+                                                     model_name):
+  """The eval bound does the model's work, not less: with the model's
+  weights, bench/bare.py's loop gives lm_trax.evaluate's log-probabilities
+  (two chunks, the state carried across)."""
+  import functools  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from lm_trax import inference  # pylint: disable=g-import-not-at-top
+  from lm_trax import models  # pylint: disable=g-import-not-at-top
+  from lm_trax import vocab as vocab_lib  # pylint: disable=g-import-not-at-top
+  bare = bench_script('bare.py')
+  vocab = vocab_lib.Vocab('word', [vocab_lib.PAD, vocab_lib.UNK, vocab_lib.EOS]
+                          + [f'w{i}' for i in range(27)])
+  model_fn = functools.partial(getattr(models, model_name), d_model=8,
+                               n_layers=2)
+  predictor = inference.Predictor(model_fn, vocab)
+  ids = np.random.default_rng(0).integers(1, vocab.size, 24).astype(np.int32)
+  expected = predictor.stream_log_probs(ids, chunk_len=12)
+
+  cell, params = bare['recurrent_params_of'](predictor.model)
+  inputs = inference.primed(vocab.eos_id, ids)[:-1].reshape(2, 12)
+  state = bare['zero_state'](cell, 2, 1, 8)
+  got = bare['score_recurrent'](cell, params, state, inputs,
+                                ids.reshape(2, 12))
+  np.testing.assert_allclose(np.asarray(got).reshape(-1), expected,
+                             rtol=1e-5, atol=1e-5)
+
+
+def test_generate_speed_prints_its_table(bench_script, capsys, word_run):
+  """generate_speed.py on a run: tokens/s of lm_trax.generate, the bare
+  loop and trax's sampler, and the ratios between them."""
+  bench_script('generate_speed.py')['main'](
+      ['--output_dir', str(word_run), '--length', '4', '--repeats', '1',
+       '--batch_sizes', '2'])
+  out = capsys.readouterr().out
+  row = re.search(r'^ +2 \| +([\d,]+) \| +([\d,]+) \| +([\d.]+)x \| '
+                  r'+([\d,]+) \| +([\d.]+)x$', out, re.M)
+  assert row, out
+  ours, bound, vs_bound, theirs, vs_theirs = map(_number, row.groups())
+  assert min(ours, bound, theirs) > 0
+  assert vs_bound == pytest.approx(bound / ours, abs=0.005 + bound / ours ** 2)
+  assert vs_theirs == pytest.approx(ours / theirs,
+                                    abs=0.05 + ours / theirs ** 2)
 
 
 def test_the_op_profile_times_each_xla_operation_of_a_program(bench_script):

@@ -152,3 +152,52 @@ def test_f_gin_isolated_restores_the_callers_configuration():
   assert gin.query_parameter('train.n_steps') == 7
   with pytest.raises(ValueError):
     gin.query_parameter('LSTMLM.d_model')
+
+
+_FAULTS_PER_RUN = textwrap.dedent('''
+    import json, resource, sys
+    if sys.argv[1] == 'fixed':
+      from lm_trax import compat  # Applies every fix, (g) first.
+    import jax
+    from jax import numpy as jnp
+    # A program whose temporary, the (3200, 3200) float32 product, is 41 MB:
+    # above glibc's largest mmap threshold (32 MB).
+    x = jnp.ones((3200, 3200), jnp.float32) / 3200
+    program = jax.jit(lambda x: jnp.tanh(x @ x).sum())
+    for _ in range(3):
+      program(x).block_until_ready()
+    faults = []
+    for _ in range(5):
+      before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+      program(x).block_until_ready()
+      faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    print(json.dumps(sorted(faults)))
+''')
+
+
+@pytest.mark.skipif(sys.platform != 'linux', reason='glibc on Linux only')
+def test_g_large_temporaries_are_not_faulted_in_again_on_every_run():
+  """Without the fix, each run of a program with a 41 MB temporary
+  page-faults most of its 10,000 pages in again (glibc mmaps it each time);
+  with it, the memory is reused."""
+  import platform  # pylint: disable=g-import-not-at-top
+  if platform.libc_ver()[0] != 'glibc':
+    pytest.skip('glibc only')
+  env = {k: v for k, v in os.environ.items() if k != 'LM_TRAX_MALLOC'}
+  pages = 3200 * 3200 * 4 // 4096
+
+  def median_faults(variant):
+    done = subprocess.run([sys.executable, '-c', _FAULTS_PER_RUN, variant],
+                          capture_output=True, text=True, env=env,
+                          check=True, timeout=600)
+    return json.loads(done.stdout.strip().splitlines()[-1])[2]
+  assert median_faults('glibc as it is') > 0.9 * pages
+  assert median_faults('fixed') < 0.05 * pages
+
+
+def test_g_the_users_own_malloc_settings_are_left_alone(monkeypatch):
+  monkeypatch.setenv('GLIBC_TUNABLES', 'glibc.malloc.arena_max=4')
+  assert not compat.reuse_freed_memory()
+  monkeypatch.delenv('GLIBC_TUNABLES')
+  monkeypatch.setenv('LM_TRAX_MALLOC', 'default')
+  assert not compat.reuse_freed_memory()

@@ -1,0 +1,181 @@
+"""Bare compiled loops: the bounds bench/eval_speed.py and
+bench/generate_speed.py hold lm_trax's evaluation and generation against.
+
+Each is plain JAX written for the job alone: no trax, no layers, no state
+trees, no host loop; the whole stream (or the whole sample) is one jitted
+call, and it does the model's arithmetic and no more: the same matrix
+products (the input projection of a chunk as one matmul, then the recurrent
+matrix-vector products step by step, the output layer as one matmul) and
+the same cell formulas. What lm_trax takes beyond these is its own overhead.
+
+Weights are random (speed does not depend on their values), float32, stored
+as lm_trax's layers store them:
+
+  embedding (V, d); per layer w_x (d, G*d), b (G*d,), w_h (d, G*d), the
+  GRU's b_hn (d,) and the LSTM's forget_bias (a scalar) (G = 4 LSTM gates
+  i f g o, 3 GRU gates r z n, the "reset after" GRU); output w (d, V),
+  b (V,).
+  NPLM: features (V, d_model); hidden layers (n_context*d_model or d_hidden,
+  d_hidden) + bias; output (d_hidden, V) + bias.
+"""
+
+import functools
+
+import jax
+from jax import numpy as jnp
+import numpy as np
+
+GATES = {'lstm': 4, 'gru': 3}
+
+
+def recurrent_params(cell, vocab_size, d_model, n_layers, seed=0):
+  """Random weights of an embedding -> n_layers cells -> output LM."""
+  keys = iter(jax.random.split(jax.random.PRNGKey(seed), 3 + 4 * n_layers))
+  normal = lambda *shape: 0.1 * jax.random.normal(next(keys), shape)
+  g = GATES[cell] * d_model
+  layers = [{'w_x': normal(d_model, g), 'b': normal(g),
+             'w_h': normal(d_model, g), 'b_hn': normal(d_model),
+             'forget_bias': jnp.float32(1.0)}
+            for _ in range(n_layers)]
+  return {'embedding': normal(vocab_size, d_model), 'layers': layers,
+          'w_out': normal(d_model, vocab_size), 'b_out': normal(vocab_size)}
+
+
+def recurrent_params_of(model):
+  """(cell, params) holding the weights of an initialized lm_trax LSTM or GRU
+  language model (untied, without embedding dropout): the bare loop then
+  computes the model's own function (tests/test_bench.py checks it)."""
+  from trax import layers as tl  # pylint: disable=g-import-not-at-top
+  from lm_trax import layers  # pylint: disable=g-import-not-at-top
+
+  def leaves(layer):
+    if not layer.sublayers:
+      yield layer
+    for sublayer in layer.sublayers:
+      yield from leaves(sublayer)
+  with_weights = [layer for layer in leaves(model)
+                  if not isinstance(layer.weights, tuple) or layer.weights]
+  embedding, recurrent = with_weights[0], with_weights[1:-1]
+  w_out, b_out = with_weights[-1].weights
+  if (not isinstance(embedding, tl.Embedding) or not recurrent or
+      not all(isinstance(r, layers.Recurrent) for r in recurrent) or
+      recurrent[0].cell not in GATES):
+    raise ValueError(f'not an untied lm_trax LSTM / GRU LM: {model}')
+  params = {'embedding': embedding.weights, 'w_out': w_out, 'b_out': b_out,
+            'layers': []}
+  for layer in recurrent:
+    w_x, w_h, b = layer.weights[:3]
+    params['layers'].append({
+        'w_x': w_x, 'w_h': w_h, 'b': b,
+        'b_hn': layer.weights[3] if layer.cell == 'gru' else
+                jnp.zeros(w_h.shape[0]),
+        'forget_bias': jnp.float32(layer.forget_bias)})
+  return recurrent[0].cell, params
+
+
+def zero_state(cell, n_layers, batch_size, d_model):
+  """Per layer (c, h) for the LSTM, (h,) for the GRU; (B, d) zeros each."""
+  zeros = jnp.zeros((batch_size, d_model), jnp.float32)
+  return tuple((zeros, zeros) if cell == 'lstm' else (zeros,)
+               for _ in range(n_layers))
+
+
+def cell_step(cell, layer, carry, xp):
+  """One step of a cell: carry (c, h) or (h,) of (B, d), xp (B, G*d) the
+  input projection -> (new carry, h (B, d))."""
+  h = carry[-1]
+  hp = h @ layer['w_h']  # (B, G*d): the step's matrix-vector products.
+  if cell == 'lstm':
+    i, f, g, o = jnp.split(xp + hp, 4, axis=-1)
+    c = (jax.nn.sigmoid(f + layer['forget_bias']) * carry[0] +
+         jax.nn.sigmoid(i) * jnp.tanh(g))
+    h = jax.nn.sigmoid(o) * jnp.tanh(c)
+    return (c, h), h
+  d = h.shape[-1]
+  r, z = jnp.split(jax.nn.sigmoid(xp[:, :2 * d] + hp[:, :2 * d]), 2, axis=-1)
+  n = jnp.tanh(xp[:, 2 * d:] + r * (hp[:, 2 * d:] + layer['b_hn']))
+  h = (1. - z) * n + z * h
+  return (h,), h
+
+
+def _log_probs(logits, targets):
+  """log p(targets) from logits (..., V): target logit - logsumexp."""
+  target_logits = jnp.take_along_axis(logits, targets[..., None], -1)[..., 0]
+  return target_logits - jax.nn.logsumexp(logits, axis=-1)
+
+
+def _recurrent_chunk(cell, params, state, inputs, targets):
+  """One chunk of one stream: inputs, targets (T,) -> (state, log p (T,))."""
+  x = params['embedding'][inputs]  # (T, d)
+  new_state = []
+  for layer, carry in zip(params['layers'], state):
+    x_proj = (x @ layer['w_x'] + layer['b'])[:, None, :]  # (T, 1, G*d)
+    carry, hs = jax.lax.scan(functools.partial(cell_step, cell, layer),
+                             carry, x_proj)
+    new_state.append(carry)
+    x = hs[:, 0, :]  # (T, d)
+  logits = x @ params['w_out'] + params['b_out']  # (T, V)
+  return tuple(new_state), _log_probs(logits, targets)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def score_recurrent(cell, params, state, inputs, targets):
+  """Exact evaluation of one stream, chunk after chunk, the state carried:
+  inputs, targets (n_chunks, T) int32 -> log p (n_chunks, T)."""
+  step = functools.partial(_recurrent_chunk, cell, params)
+  _, log_probs = jax.lax.scan(lambda s, xy: step(s, *xy), state,
+                              (inputs, targets))
+  return log_probs
+
+
+def nplm_params(vocab_size, d_model, d_hidden, n_context, n_layers, seed=0):
+  """Random weights of Bengio et al.'s NPLM (no direct connections)."""
+  keys = iter(jax.random.split(jax.random.PRNGKey(seed), 3 + 2 * n_layers))
+  normal = lambda *shape: 0.1 * jax.random.normal(next(keys), shape)
+  sizes = [n_context * d_model] + [d_hidden] * n_layers
+  return {'features': normal(vocab_size, d_model),
+          'hidden': [(normal(a, b), normal(b))
+                     for a, b in zip(sizes[:-1], sizes[1:])],
+          'w_out': normal(d_hidden, vocab_size), 'b_out': normal(vocab_size)}
+
+
+def nplm_windows(inputs, n_context):
+  """Each position's n_context previous ids, oldest first, zeros before the
+  stream starts: inputs (N,) -> (N, n_context) int32 (host-side indexing,
+  as the model's carried history would give)."""
+  padded = np.concatenate([np.zeros(n_context - 1, np.int32),
+                           np.asarray(inputs, np.int32)])
+  starts = np.arange(len(inputs))[:, None] + np.arange(n_context)[None, :]
+  return padded[starts]
+
+
+@jax.jit
+def score_nplm(params, windows, targets):
+  """Exact evaluation, chunk after chunk: windows (n_chunks, T, n_context),
+  targets (n_chunks, T) -> log p (n_chunks, T)."""
+  def chunk(_, xy):
+    windows, targets = xy
+    x = params['features'][windows].reshape(windows.shape[0], -1)
+    for w, b in params['hidden']:
+      x = jnp.tanh(x @ w + b)
+    return None, _log_probs(x @ params['w_out'] + params['b_out'], targets)
+  return jax.lax.scan(chunk, None, (windows, targets))[1]
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def sample_recurrent(cell, params, state, start_ids, length, key):
+  """Gumbel-max sampling at temperature 1, one token per step, the sampled
+  id fed back: start_ids (S,) int32 -> (S, length) int32 ids."""
+  def step(carry, step_key):
+    state, ids = carry
+    x = params['embedding'][ids]  # (S, d)
+    new_state = []
+    for layer, layer_state in zip(params['layers'], state):
+      layer_state, x = cell_step(cell, layer, layer_state,
+                                 x @ layer['w_x'] + layer['b'])
+      new_state.append(layer_state)
+    logits = x @ params['w_out'] + params['b_out']  # (S, V)
+    ids = jax.random.categorical(step_key, logits).astype(jnp.int32)
+    return (tuple(new_state), ids), ids
+  _, ids = jax.lax.scan(step, (state, start_ids), jax.random.split(key, length))
+  return ids.T
