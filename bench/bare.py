@@ -8,8 +8,9 @@ products (the input projection of a chunk as one matmul, then the recurrent
 matrix-vector products step by step, the output layer as one matmul) and
 the same cell formulas. What lm_trax takes beyond these is its own overhead.
 
-Weights are random (speed does not depend on their values), float32, stored
-as lm_trax's layers store them:
+Weights are float32, laid out as lm_trax's layers store them: a recurrent
+model's own (`recurrent_params_of`), so that the loop computes the model's
+function; random ones of the NPLM's shapes (speed does not depend on them):
 
   embedding (V, d); per layer w_x (d, G*d), b (G*d,), w_h (d, G*d), the
   GRU's b_hn (d,) and the LSTM's forget_bias (a scalar) (G = 4 LSTM gates
@@ -26,19 +27,6 @@ from jax import numpy as jnp
 import numpy as np
 
 GATES = {'lstm': 4, 'gru': 3}
-
-
-def recurrent_params(cell, vocab_size, d_model, n_layers, seed=0):
-  """Random weights of an embedding -> n_layers cells -> output LM."""
-  keys = iter(jax.random.split(jax.random.PRNGKey(seed), 3 + 4 * n_layers))
-  normal = lambda *shape: 0.1 * jax.random.normal(next(keys), shape)
-  g = GATES[cell] * d_model
-  layers = [{'w_x': normal(d_model, g), 'b': normal(g),
-             'w_h': normal(d_model, g), 'b_hn': normal(d_model),
-             'forget_bias': jnp.float32(1.0)}
-            for _ in range(n_layers)]
-  return {'embedding': normal(vocab_size, d_model), 'layers': layers,
-          'w_out': normal(d_model, vocab_size), 'b_out': normal(vocab_size)}
 
 
 def recurrent_params_of(model):
