@@ -48,7 +48,8 @@ def recurrent_params_of(model):
   if (not isinstance(embedding, tl.Embedding) or not recurrent or
       not all(isinstance(r, layers.Recurrent) for r in recurrent) or
       recurrent[0].cell not in GATES):
-    raise ValueError(f'not an untied lm_trax LSTM / GRU LM: {model}')
+    raise ValueError(f'{model.name} is not an untied lm_trax LSTM or GRU '
+                     'language model')
   params = {'embedding': embedding.weights, 'w_out': w_out, 'b_out': b_out,
             'layers': []}
   for layer in recurrent:

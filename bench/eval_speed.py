@@ -106,10 +106,7 @@ def torch_eval(spec, n_tokens, data_dir, window):
              '--warmup', '2', '--window', str(window)]
 
   def call():
-    result = train_speed.json_child(command, 'the PyTorch evaluate()')
-    imported = [m for m, present in result['modules'].items() if present]
-    if imported:
-      raise train_speed.BenchError(f'the PyTorch process imported {imported}')
+    result = train_speed.torch_child(command, 'the PyTorch evaluate()')
     return n_tokens / result['tokens_per_sec']
   return call
 
@@ -199,7 +196,11 @@ def main(argv=None):
     spec = common.load_spec(name)
     print(f'{spec.describe()} ...', file=sys.stderr)
     specs.append(spec)
-    results.append(benchmark(spec, args.chunks, args.repeats, torch_settings))
+    try:
+      results.append(benchmark(spec, args.chunks, args.repeats,
+                               torch_settings))
+    except train_speed.BenchError as e:
+      sys.exit(f'error: {e}')
   print_table(specs, results, args.repeats,
               torch_version if torch_settings else None)
 

@@ -60,7 +60,11 @@ class Models:
     self.start_id = START_ID
     if output_dir:
       from lm_trax import run_dir
-      self._run = run_dir.Run(output_dir)
+      from lm_trax.errors import UserError
+      try:
+        self._run = run_dir.Run(output_dir)
+      except UserError as e:
+        raise SystemExit(f'error: {e}') from None
       self.start_id = self._run.vocab.eos_id
 
   def describe(self):
@@ -85,7 +89,10 @@ class Models:
 def bound(model, batch_size, length, start_id):
   """A timed call of the bare loop (bench/bare.py) with the model's weights:
   fn(seed) -> seconds."""
-  cell, params = bare.recurrent_params_of(model)
+  try:
+    cell, params = bare.recurrent_params_of(model)
+  except ValueError as e:
+    raise SystemExit(f'error: the bare loop: {e}') from None
   d_model = params['layers'][0]['w_h'].shape[0]
   state = bare.zero_state(cell, len(params['layers']), batch_size, d_model)
   start_ids = np.full((batch_size,), start_id, np.int32)

@@ -180,6 +180,16 @@ def json_child(command, name, env=None):
   return json.loads(lines[-1])
 
 
+def torch_child(command, name):
+  """Runs a bench/word_language_model.py command; its report, checked to
+  come from a process that imported neither JAX nor TensorFlow."""
+  result = json_child(command, name)
+  imported = [m for m, present in result['modules'].items() if present]
+  if imported:
+    raise BenchError(f'the PyTorch process imported {imported}')
+  return result
+
+
 def torch_word_language_model(config, settings):
   options = dict(PEER_COMMON, **PEERS[config], warmup=settings.warmup,
                  window=settings.window)
@@ -187,11 +197,7 @@ def torch_word_language_model(config, settings):
              '--data', str(settings.data_dir / 'ptb')]
   for key, value in options.items():
     command += [f'--{key}', str(value)]
-  result = json_child(command, 'the PyTorch word_language_model')
-  imported = [m for m, present in result['modules'].items() if present]
-  if imported:
-    raise BenchError(f'the PyTorch process imported {imported}')
-  return result
+  return torch_child(command, 'the PyTorch word_language_model')
 
 
 def _this_checkout():
