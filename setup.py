@@ -60,7 +60,7 @@ setuptools.setup(
     name='lm_trax',
     version=VERSION,
     description='Neural language models in Trax: NPLM, RNN, GRU and LSTM LMs.',
-    packages=['lm_trax'] + GIN_PACKAGES,
+    packages=['lm_trax', 'lm_trax.cells'] + GIN_PACKAGES,
     package_dir={'lm_trax': 'lm_trax', 'lm_trax.gin': 'gin'},
     package_data={package: ['*.gin', '*.yaml'] for package in GIN_PACKAGES},
     python_requires='>=3.11',  # jax 0.10 and numpy 2.4 need 3.11.

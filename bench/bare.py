@@ -6,16 +6,17 @@ trees, no host loop; the whole stream (or the whole sample) is one jitted
 call, and it does the model's arithmetic and no more: the same matrix
 products (the input projection of a chunk as one matmul, then the recurrent
 matrix-vector products step by step, the output layer as one matmul) and
-the same cell formulas. What lm_trax takes beyond these is its own overhead.
+the same cell step (lm_trax.cells). What lm_trax takes beyond these is its
+own overhead.
 
 Weights are float32, laid out as lm_trax's layers store them: a recurrent
 model's own (`recurrent_params_of`), so that the loop computes the model's
 function; random ones of the NPLM's shapes (speed does not depend on them):
 
-  embedding (V, d); per layer w_x (d, G*d), b (G*d,), w_h (d, G*d), the
-  GRU's b_hn (d,) and the LSTM's forget_bias (a scalar) (G = 4 LSTM gates
-  i f g o, 3 GRU gates r z n, the "reset after" GRU); output w (d, V),
-  b (V,).
+  embedding (V, d); per layer the cell's weights by name (cell.named: w_x
+  (d, G*d), b (G*d,) and its recurrent weights, e.g. w_h (d, G*d)); output
+  w (d, V), b (V,). The cell's step (lm_trax.cells) is the one the model
+  runs: one definition of each cell's formulas.
   NPLM: features (V, d_model); hidden layers (n_context*d_model or d_hidden,
   d_hidden) + bias; output (d_hidden, V) + bias.
 """
@@ -26,13 +27,12 @@ import jax
 from jax import numpy as jnp
 import numpy as np
 
-GATES = {'lstm': 4, 'gru': 3}
-
 
 def recurrent_params_of(model):
-  """(cell, params) holding the weights of an initialized lm_trax LSTM or GRU
-  language model (untied, without embedding dropout): the bare loop then
-  computes the model's own function (tests/test_bench.py checks it)."""
+  """(cell, params) holding the weights of an initialized lm_trax recurrent
+  language model (untied, without embedding dropout), cell its
+  lm_trax.cells.Cell: the bare loop then computes the model's own function
+  (tests/test_bench.py checks it)."""
   from trax import layers as tl  # pylint: disable=g-import-not-at-top
   from lm_trax import layers  # pylint: disable=g-import-not-at-top
 
@@ -46,45 +46,17 @@ def recurrent_params_of(model):
   embedding, recurrent = with_weights[0], with_weights[1:-1]
   w_out, b_out = with_weights[-1].weights
   if (not isinstance(embedding, tl.Embedding) or not recurrent or
-      not all(isinstance(r, layers.Recurrent) for r in recurrent) or
-      recurrent[0].cell not in GATES):
-    raise ValueError(f'{model.name} is not an untied lm_trax LSTM or GRU '
+      not all(isinstance(r, layers.Recurrent) for r in recurrent)):
+    raise ValueError(f'{model.name} is not an untied lm_trax recurrent '
                      'language model')
   params = {'embedding': embedding.weights, 'w_out': w_out, 'b_out': b_out,
-            'layers': []}
-  for layer in recurrent:
-    w_x, w_h, b = layer.weights[:3]
-    params['layers'].append({
-        'w_x': w_x, 'w_h': w_h, 'b': b,
-        'b_hn': layer.weights[3] if layer.cell == 'gru' else
-                jnp.zeros(w_h.shape[0]),
-        'forget_bias': jnp.float32(layer.forget_bias)})
+            'layers': [layer.cell.named(layer.weights) for layer in recurrent]}
   return recurrent[0].cell, params
 
 
 def zero_state(cell, n_layers, batch_size, d_model):
-  """Per layer (c, h) for the LSTM, (h,) for the GRU; (B, d) zeros each."""
-  zeros = jnp.zeros((batch_size, d_model), jnp.float32)
-  return tuple((zeros, zeros) if cell == 'lstm' else (zeros,)
-               for _ in range(n_layers))
-
-
-def cell_step(cell, layer, carry, xp):
-  """One step of a cell: carry (c, h) or (h,) of (B, d), xp (B, G*d) the
-  input projection -> (new carry, h (B, d))."""
-  h = carry[-1]
-  hp = h @ layer['w_h']  # (B, G*d): the step's matrix-vector products.
-  if cell == 'lstm':
-    i, f, g, o = jnp.split(xp + hp, 4, axis=-1)
-    c = (jax.nn.sigmoid(f + layer['forget_bias']) * carry[0] +
-         jax.nn.sigmoid(i) * jnp.tanh(g))
-    h = jax.nn.sigmoid(o) * jnp.tanh(c)
-    return (c, h), h
-  d = h.shape[-1]
-  r, z = jnp.split(jax.nn.sigmoid(xp[:, :2 * d] + hp[:, :2 * d]), 2, axis=-1)
-  n = jnp.tanh(xp[:, 2 * d:] + r * (hp[:, 2 * d:] + layer['b_hn']))
-  h = (1. - z) * n + z * h
-  return (h,), h
+  """Per layer the cell's state, e.g. (c, h) for the LSTM; (B, d) zeros."""
+  return tuple(cell.zero_state(batch_size, d_model) for _ in range(n_layers))
 
 
 def _log_probs(logits, targets):
@@ -99,7 +71,7 @@ def _recurrent_chunk(cell, params, state, inputs, targets):
   new_state = []
   for layer, carry in zip(params['layers'], state):
     x_proj = (x @ layer['w_x'] + layer['b'])[:, None, :]  # (T, 1, G*d)
-    carry, hs = jax.lax.scan(functools.partial(cell_step, cell, layer),
+    carry, hs = jax.lax.scan(functools.partial(cell.step, layer),
                              carry, x_proj)
     new_state.append(carry)
     x = hs[:, 0, :]  # (T, d)
@@ -160,7 +132,7 @@ def sample_recurrent(cell, params, state, start_ids, length, key):
     x = params['embedding'][ids]  # (S, d)
     new_state = []
     for layer, layer_state in zip(params['layers'], state):
-      layer_state, x = cell_step(cell, layer, layer_state,
+      layer_state, x = cell.step(layer, layer_state,
                                  x @ layer['w_x'] + layer['b'])
       new_state.append(layer_state)
     logits = x @ params['w_out'] + params['b_out']  # (S, V)

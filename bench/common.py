@@ -14,6 +14,7 @@ import jax
 from jax import numpy as jnp
 import numpy as np
 
+from lm_trax import cells
 from lm_trax import config
 
 import machine
@@ -27,7 +28,9 @@ FLOPS_FORMULA = """\
 FLOPs per token, counted from the matmuls (2 per multiply-add; element-wise
 ops, embedding lookups and the optimizer not counted); training (forward +
 backward) = 3x forward, evaluation = 1x forward:
-  LSTM / GRU: forward = 2 * (n_layers * G * (d*d + d*d) + d*V), G = 4 / 3 gates
+  recurrent: forward = 2 * (n_layers * (the cell's w_x and recurrent
+              matrices, e.g. G * (d*d + d*d)) + d*V), G = 4 / 3 LSTM / GRU
+              gates
   NPLM:       forward = 2 * (n_context*d_model*d_hidden
                              + (n_layers-1)*d_hidden^2 + d_hidden*V)"""
 
@@ -36,7 +39,7 @@ backward) = 3x forward, evaluation = 1x forward:
 class Spec:
   """One benchmarked config: gin/<name>.gin, vocabulary V = PTB's."""
   name: str
-  model: str  # 'lstm' | 'gru' | 'nplm'
+  model: str  # A cell's name ('lstm', 'gru', ...) or 'nplm'.
   model_fn: object  # The gin-configured lm_trax model function.
   hparams: dict  # Its gin bindings (d_model, n_layers, ...).
   batch_size: int
@@ -70,9 +73,15 @@ class Spec:
     if self.model == 'nplm':
       return 2 * (self.n_context * self.d_model * self.d_hidden +
                   (self.n_layers - 1) * self.d_hidden ** 2 + self.d_hidden * v)
-    gates = {'lstm': 4, 'gru': 3}[self.model]
     d = self.d_model
-    return 2 * (self.n_layers * gates * 2 * d * d + d * v)
+    matrices = [w.shape for w in cells.make(self.model).weights(d, d)
+                if len(w.shape) == 2]  # w_x and the recurrent matrices.
+    return 2 * (self.n_layers * sum(a * b for a, b in matrices) + d * v)
+
+
+# The model functions that fix their cell (lm_trax.models), and the NPLM.
+_LEGACY_CELLS = {'LSTMLM': 'lstm', 'GRULM': 'gru', 'RNNLM': 'rnn',
+                 'NPLM': 'nplm'}
 
 
 def load_spec(name):
@@ -96,7 +105,7 @@ def load_spec(name):
   batching = gin.get_bindings('Batching')
   return Spec(
       name=name,
-      model={'LSTMLM': 'lstm', 'GRULM': 'gru', 'NPLM': 'nplm'}[model_name],
+      model=hparams.pop('cell', None) or _LEGACY_CELLS[model_name],
       model_fn=model_ref.scoped_configurable_fn,
       hparams=hparams,
       batch_size=batching.get('batch_size', 20),

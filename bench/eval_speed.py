@@ -34,6 +34,8 @@ import sys
 import time
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
+from lm_trax import process
+process.set_up()  # As the commands do: before TensorFlow and XLA start.
 from lm_trax import configurables  # pylint: disable=unused-import  (trax fixes, gin names)
 import numpy as np
 
@@ -80,10 +82,10 @@ def bare_eval(spec, predictor, ids):
         n_chunks, chunk_len, spec.n_context)
     score = lambda: bare.score_nplm(params, windows, targets)
   else:
-    _, params = bare.recurrent_params_of(predictor.model)
-    state = bare.zero_state(spec.model, spec.n_layers, 1, spec.d_model)
+    cell, params = bare.recurrent_params_of(predictor.model)
+    state = bare.zero_state(cell, spec.n_layers, 1, spec.d_model)
     inputs = inputs.reshape(n_chunks, chunk_len)
-    score = lambda: bare.score_recurrent(spec.model, params, state, inputs,
+    score = lambda: bare.score_recurrent(cell, params, state, inputs,
                                          targets)
 
   def call():

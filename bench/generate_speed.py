@@ -32,6 +32,8 @@ import time
 
 _STARTED = time.time()
 # pylint: disable=g-import-not-at-top,wrong-import-position
+from lm_trax import process
+process.set_up()  # As the commands do: before TensorFlow and XLA start.
 from lm_trax import configurables  # pylint: disable=unused-import  (trax fixes, gin names)
 import jax
 import numpy as np
@@ -59,10 +61,10 @@ class Models:
     self._weights = None
     self.start_id = START_ID
     if output_dir:
-      from lm_trax import run_dir
+      from lm_trax import trained
       from lm_trax.errors import UserError
       try:
-        self._run = run_dir.Run(output_dir)
+        self._run = trained.Run(output_dir)
       except UserError as e:
         raise SystemExit(f'error: {e}') from None
       self.start_id = self._run.vocab.eos_id

@@ -46,6 +46,8 @@ import tempfile
 import time
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
+from lm_trax import process
+process.set_up()  # As the commands do: before TensorFlow and XLA start.
 from lm_trax import configurables  # pylint: disable=unused-import  (trax fixes, gin names)
 import jax
 from trax import layers as tl

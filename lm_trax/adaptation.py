@@ -1,7 +1,7 @@
 """Adapting a trained model while it reads: the continuous cache and dynamic
 evaluation, both at evaluation time, both exact.
 
-Both read the text as one stream, as plain evaluation does (lm_trax.evaluate:
+Both read the text as one stream, as plain evaluation does (lm_trax.evaluation:
 primed with the end-of-line id, the state carried throughout), and change
 only how p(token t) is computed, always from the tokens before t.
 

@@ -18,12 +18,17 @@ Each method runs the same function as the command of the same job
 commands give the same numbers. A loaded model keeps its own configuration:
 loading leaves the process's gin configuration alone, and several models can
 be used side by side.
+
+Loading changes nothing else in the process either: the commands' set-up
+(glibc's reuse of freed memory, JAX's compilation cache) is the program's to
+choose, with lm_trax.process.set_up() before anything else.
+
+This module is light: trax and TensorFlow are imported when a run is loaded.
 """
 
+from lm_trax import adaptation
 from lm_trax import checkpoints
-from lm_trax import evaluate as evaluate_lib
 from lm_trax import generate as generate_lib
-from lm_trax import run_dir
 from lm_trax import score as score_lib
 from lm_trax.errors import UserError
 
@@ -42,7 +47,10 @@ def load(output_dir, checkpoint=checkpoints.LATEST):
     UserError: if the directory, or the checkpoint, does not exist (the
       message lists the checkpoints there are).
   """
-  return LanguageModel(run_dir.Run(output_dir, checkpoint))
+  # Imported here, not above, so that `import lm_trax` and lm_trax.load stay
+  # light until a run is loaded (tests/test_imports.py).
+  from lm_trax import trained  # pylint: disable=g-import-not-at-top
+  return LanguageModel(trained.Run(output_dir, checkpoint))
 
 
 class LanguageModel:
@@ -50,7 +58,7 @@ class LanguageModel:
 
   Attributes:
     vocab: its lm_trax.vocab.Vocab.
-    run: the lm_trax.run_dir.Run it was loaded from.
+    run: the lm_trax.trained.Run it was loaded from.
   """
 
   def __init__(self, run):
@@ -80,23 +88,25 @@ class LanguageModel:
         run's train split for its gradient statistics.
 
     Returns:
-      An lm_trax.evaluate.EvalResult: .loss (nats/token), .ppl, .bpc (bits
+      An lm_trax.evaluation.EvalResult: .loss (nats/token), .ppl, .bpc (bits
       per character), .word_ppl (perplexity per word), .tokens, .characters,
       .words, .nats (total), .unknown, .adaptation.
     """
-    from lm_trax import adaptation  # pylint: disable=g-import-not-at-top
+    # Imported here for the same reason as in `load` (it imports trax, which
+    # the loaded run has imported by now).
+    from lm_trax import evaluation  # pylint: disable=g-import-not-at-top
     if (split is None) == (text is None):
       raise UserError('give one of split= or text=')
     cache, dynamic = adaptation.as_cache(cache), adaptation.as_dynamic(dynamic)
     if text is not None:
       if not isinstance(text, str):
         raise UserError(f'text must be a string, got {type(text).__name__}')
-      return evaluate_lib.evaluate_text(self.run, text, 'text', batch_size,
-                                        False, cache, dynamic, data_dir)
+      return evaluation.evaluate_text(self.run, text, 'text', batch_size,
+                                      False, cache, dynamic, data_dir)
     corpus = self.run.corpus(data_dir)
-    return evaluate_lib.evaluate_text(self.run, corpus.text(split), split,
-                                      batch_size, False, cache, dynamic,
-                                      data_dir)
+    return evaluation.evaluate_text(self.run, corpus.text(split), split,
+                                    batch_size, False, cache, dynamic,
+                                    data_dir)
 
   def score(self, lines, skip_unknown=False):
     """Each line's log-probability, from a fresh state, its end included.

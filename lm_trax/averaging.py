@@ -13,7 +13,7 @@ t0 = 0, lambd = 0, as AWD-LSTM uses it).
 
 The average lives beside each checkpoint's trax files as AVERAGE_FILE (the
 count and the mean's leaves in the order of the model's weights), so an
-interrupted run resumes it exactly and `run_dir.Run` loads it in place of the
+interrupted run resumes it exactly and `trained.Run` loads it in place of the
 raw weights. When averaging started is not stored: it is replayed from the
 run's exact validation record (metrics.jsonl), which the rule depends on only.
 """

@@ -26,6 +26,8 @@ import re
 import shutil
 import tempfile
 
+from lm_trax import files
+
 ROOT = 'checkpoints'
 LATEST, BEST = 'latest', 'best'
 KEEP = 2
@@ -37,19 +39,11 @@ def root(output_dir):
   return pathlib.Path(output_dir) / ROOT
 
 
-def _fsync_dir(path):
-  fd = os.open(path, os.O_RDONLY)
-  try:
-    os.fsync(fd)
-  finally:
-    os.close(fd)
-
-
 def _fsync_tree(path):
   for file in pathlib.Path(path).iterdir():
     with open(file, 'rb') as f:
       os.fsync(f.fileno())
-  _fsync_dir(path)
+  files.fsync_dir(path)
 
 
 def write(output_dir, kind, step, write_files):
@@ -115,13 +109,7 @@ def verify(directory):
 
 
 def _point(base, kind, name):
-  tmp = base / f'.{kind}.tmp'
-  with open(tmp, 'w', encoding='utf-8') as f:
-    f.write(name + '\n')
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, base / kind)
-  _fsync_dir(base)
+  files.write_text_atomically(base / kind, name + '\n')
 
 
 def pointed(output_dir, kind):
@@ -164,6 +152,9 @@ def _prune(base):
   for entry in base.iterdir():
     if entry.is_dir() and entry.name not in keep:
       shutil.rmtree(entry, ignore_errors=True)
+    elif (entry.is_file() and entry.name.startswith('.') and
+          entry.name.endswith(files.TEMP_SUFFIX)):  # A pointer never moved.
+      files.remove([entry])
 
 
 def parse_choice(text):

@@ -1,7 +1,8 @@
 """What the commands share: their name as typed, and the run arguments.
 
 Errors are reported by lm_trax.errors.exit_with (one line, exit status 2);
-files are written by lm_trax.files.write_text_atomically.
+files are written by lm_trax.files.write_text_atomically; the process is set
+up, once the arguments are read, by lm_trax.process.set_up.
 """
 
 import argparse

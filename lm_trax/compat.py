@@ -1,10 +1,12 @@
 """Makes trax 1.4.1 work on current JAX, and keeps its imports quiet.
 
-Everything lm_trax changes in its dependencies lives in this one module and is
-applied once, by `apply()`, when this module is first imported. Every lm_trax
-module that imports trax imports this one before it (`import lm_trax` alone
-imports neither, so commands' --help, plots and sweep reports start without
-TensorFlow).
+Everything lm_trax changes in its dependencies is listed here. Fixes (a)-(f)
+live in this module and are applied once, by `apply()`, when it is first
+imported: trax does not work without them. Every lm_trax module that imports
+trax imports this one before it (`import lm_trax` alone imports neither, so
+commands' --help, plots and sweep reports start without TensorFlow). Fix (g)
+changes the whole process rather than trax, so importing this module does
+not apply it: the commands do, at their start (lm_trax.process.set_up).
 
 Fixes (each has a test in tests/test_compat.py that shows the breakage):
 
@@ -40,23 +42,36 @@ Fixes (each has a test in tests/test_compat.py that shows the breakage):
       and returns it by munmap, so each step maps the buffer afresh and
       page-faults every 4 KB page of it in again; in arenas of other
       threads, freed memory is also given back and faulted in again.
-      `reuse_freed_memory()` has glibc serve large allocations from its heap
-      (M_MMAP_MAX 0), never give the heap back (M_TRIM_THRESHOLD) and use one
-      arena (M_ARENA_MAX 1), so that each step reuses memory that is already
-      mapped. The process keeps its peak memory until it ends.
-      LM_TRAX_MALLOC=default leaves glibc as it is, as does a malloc setting
-      of the user's own (GLIBC_TUNABLES, MALLOC_*_, a preloaded malloc).
+      `lm_trax.process.reuse_freed_memory()` has glibc serve large
+      allocations from its heap (M_MMAP_MAX 0), never give the heap back
+      (M_TRIM_THRESHOLD) and use one arena (M_ARENA_MAX 1), so that each step
+      reuses memory that is already mapped. The process keeps its peak memory
+      until it ends. LM_TRAX_MALLOC=default leaves glibc as it is, as does a
+      malloc setting of the user's own (GLIBC_TUNABLES, MALLOC_*_, a
+      preloaded malloc). It must run before TensorFlow and XLA start their
+      threads, which importing this module does: so it lives in the
+      standard-library-only lm_trax.process, whose set_up() each command
+      calls first.
 
 Quiet imports: no gym banner, no TensorFlow C++ start-up lines, no warnings that
 trax raises on today's JAX for things lm_trax cannot change.
 """
 
 import contextlib
-import ctypes
+import inspect
 import os
-import platform
 import sys
 import warnings
+
+from gin import config as gin_config
+import jax
+import jax.lib
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+import numpy as np
+
+# TensorFlow and trax are imported by `_quiet_imports`, quietly and with fix
+# (d) in place; the fixes below import trax's modules after it, inside their
+# functions for that reason.
 
 _APPLIED = False
 
@@ -86,7 +101,6 @@ def _stderr_fd_silenced():
 @contextlib.contextmanager
 def _frames_without_source():
   """(d) inspect.stack/getframeinfo with context=0 (no source read)."""
-  import inspect  # pylint: disable=g-import-not-at-top
   ORIGINALS['inspect.stack'] = stack = inspect.stack
   ORIGINALS['inspect.getframeinfo'] = getframeinfo = inspect.getframeinfo
   # stack()[0] would be this lambda's frame: skip it like inspect.stack does.
@@ -111,12 +125,11 @@ def _quiet_imports():
   warnings.filterwarnings('ignore', message=r'.*jax\.host_count.*')
   warnings.filterwarnings('ignore', message=r'.*jax\.process_count has been renamed.*')
   with _stderr_fd_silenced():
-    import tensorflow  # pylint: disable=unused-import,g-import-not-at-top
+    import tensorflow  # pylint: disable=unused-import,g-import-not-at-top  (silenced)
     tensorflow.get_logger().setLevel('ERROR')
     with _frames_without_source():
-      import trax  # pylint: disable=unused-import,g-import-not-at-top
+      import trax  # pylint: disable=unused-import,g-import-not-at-top  (under fix (d))
   # trax calls the deprecated alias jax.host_count(); give it the new name.
-  import jax  # pylint: disable=g-import-not-at-top
   jax.host_count = jax.process_count
 
 
@@ -157,7 +170,7 @@ def tree_unflatten(flat, tree, copy_from_tree=None):
 
 
 def _fix_tree_unflatten():
-  from trax import fastmath  # pylint: disable=g-import-not-at-top
+  from trax import fastmath  # pylint: disable=g-import-not-at-top  (after _quiet_imports)
   # `from trax.fastmath import numpy` would give the backend's numpy proxy.
   fastmath_numpy = sys.modules['trax.fastmath.numpy']
   ORIGINALS['tree_unflatten'] = fastmath_numpy.tree_unflatten
@@ -169,9 +182,6 @@ def _fix_tree_unflatten():
 
 def device_put_replicated(x, devices):
   """Stacks ``len(devices)`` copies of ``x``, one per device (leading axis)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from jax.sharding import Mesh, NamedSharding, PartitionSpec  # pylint: disable=g-import-not-at-top
   devices = list(devices)
   x = np.asarray(x) if not isinstance(x, jax.Array) else x
   stacked = jax.numpy.broadcast_to(x[None], (len(devices),) + tuple(x.shape))
@@ -182,7 +192,6 @@ def device_put_replicated(x, devices):
 
 def on_cpu(x):
   """tl.on_cpu that leaves arrays spanning several devices in place."""
-  import jax  # pylint: disable=g-import-not-at-top
   cpu = jax.devices('cpu')[0]
 
   def put(leaf):
@@ -193,9 +202,8 @@ def on_cpu(x):
 
 
 def _fix_multi_device():
-  import jax  # pylint: disable=g-import-not-at-top
-  from trax import layers as tl  # pylint: disable=g-import-not-at-top
-  from trax.layers import acceleration  # pylint: disable=g-import-not-at-top
+  from trax import layers as tl  # pylint: disable=g-import-not-at-top  (after _quiet_imports)
+  from trax.layers import acceleration  # pylint: disable=g-import-not-at-top  (after _quiet_imports)
   ORIGINALS['on_cpu'] = acceleration.on_cpu
   try:
     jax.device_put_replicated(0, jax.local_devices()[:1])
@@ -215,10 +223,9 @@ def _fix_multi_device():
 # (c) ------------------------------------------------------------------------
 
 def _fix_xla_extension():
-  import jax.lib  # pylint: disable=g-import-not-at-top
   if 'jax.lib.xla_extension' in sys.modules or hasattr(jax.lib, 'xla_extension'):
     return
-  from jax._src.lib import _jax  # pylint: disable=g-import-not-at-top
+  from jax._src.lib import _jax  # pylint: disable=g-import-not-at-top  (a private module, only where the old name is gone)
   sys.modules['jax.lib.xla_extension'] = _jax
   jax.lib.xla_extension = _jax
 
@@ -236,7 +243,6 @@ _SHADOWED_TRAX_CONFIGURABLES = (
 
 
 def _drop_shadowed_trax_configurables():
-  from gin import config as gin_config  # pylint: disable=g-import-not-at-top
   registry = gin_config._REGISTRY  # pylint: disable=protected-access
   for selector in _SHADOWED_TRAX_CONFIGURABLES:
     if selector in registry:
@@ -255,7 +261,7 @@ def gin_isolated():
   to save it: these are gin-config 0.5.0's module-level tables (bindings,
   the operative record, imports, singletons, search paths, the lock).
   """
-  from gin import config as g  # pylint: disable=g-import-not-at-top,protected-access
+  g = gin_config  # pylint: disable=protected-access
   saved = ({key: dict(value) for key, value in g._CONFIG.items()},
            {key: dict(value) for key, value in g._OPERATIVE_CONFIG.items()},
            set(g._IMPORTS), dict(g._SINGLETONS), list(g._LOCATION_PREFIXES),
@@ -277,48 +283,16 @@ def gin_isolated():
     g._set_config_is_locked(locked)
 
 
-# mallopt parameters (glibc's malloc.h).
-M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8
-TRIM_THRESHOLD = 2 ** 31 - 1  # mallopt takes a C int: about 2 GB, i.e. never.
-
-
-def _users_malloc_settings():
-  """The user's own malloc settings in the environment, if any."""
-  return ([k for k in os.environ if k.startswith('MALLOC_')] +
-          (['GLIBC_TUNABLES'] if 'malloc' in os.environ.get(
-              'GLIBC_TUNABLES', '') else []) +
-          (['LD_PRELOAD'] if 'malloc' in os.environ.get('LD_PRELOAD', '')
-           else []))
-
-
-def reuse_freed_memory():
-  """Fix (g): large allocations from glibc's heap, kept for reuse. Returns
-  whether glibc took the settings (False off glibc, with
-  LM_TRAX_MALLOC=default, or when the user set malloc up themselves)."""
-  if (platform.system() != 'Linux' or platform.libc_ver()[0] != 'glibc' or
-      os.environ.get('LM_TRAX_MALLOC') == 'default' or
-      _users_malloc_settings()):
-    return False
-  mallopt = ctypes.CDLL(None).mallopt
-  return all(mallopt(parameter, value) == 1 for parameter, value in (
-      (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, TRIM_THRESHOLD),
-      (M_ARENA_MAX, 1)))
-
-
 def apply():
-  """Applies every fix once; safe to call again. Also turns on JAX's
-  persistent compilation cache (lm_trax.compilation_cache)."""
+  """Applies fixes (a)-(f) once; safe to call again."""
   global _APPLIED
   if _APPLIED:
     return
-  reuse_freed_memory()  # Before XLA starts its threads (and their arenas).
   _quiet_imports()
   _fix_tree_unflatten()
   _fix_multi_device()
   _fix_xla_extension()
   _drop_shadowed_trax_configurables()
-  from lm_trax import compilation_cache  # pylint: disable=g-import-not-at-top
-  compilation_cache.enable()  # Reruns load compiled programs.
   _APPLIED = True
 
 

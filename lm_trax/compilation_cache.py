@@ -4,7 +4,9 @@ Every lm_trax command compiles the same programs again on each start: the
 training step, the evaluation and sampling functions, and a dozen small
 random-number programs that initialize the weights. With the cache, a rerun
 or a resumed run, `lm_trax.evaluate` and `lm_trax.generate` load them
-instead (the README's "Compilation cache" gives the time saved).
+instead (the README's "Compilation cache" gives the time saved). The
+commands turn it on when they start (lm_trax.process.set_up); importing a
+module never does.
 
 Where: $LM_TRAX_JAX_CACHE, else $XDG_CACHE_HOME/lm_trax/jax (~/.cache/...),
 at most 1 GB (least recently used entries go first). LM_TRAX_JAX_CACHE=off
@@ -33,6 +35,8 @@ def directory():
 
 def enable():
   """Points JAX's persistent compilation cache at `directory()`."""
+  # Not above: the commands import this module (through lm_trax.process)
+  # before they answer --help, which needs no JAX.
   import jax  # pylint: disable=g-import-not-at-top
   path = directory()
   if path is None or jax.config.jax_compilation_cache_dir:

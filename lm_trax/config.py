@@ -34,8 +34,11 @@ GIN_DIR = _shipped_gin_dir()
 
 
 def parse(gin_files=(), bindings=()):
-  """Clears gin and parses `gin_files` then `bindings` (later ones win)."""
-  from lm_trax import configurables  # pylint: disable=g-import-not-at-top,unused-import  (what configs can name)
+  """Clears gin and parses `gin_files` then `bindings` (later ones win),
+  every name a config can use registered first (lm_trax.configurables)."""
+  # Imported here, not above: the train and sweep commands import this module
+  # for --help, and the configurables import trax and TensorFlow.
+  from lm_trax import configurables  # pylint: disable=g-import-not-at-top,unused-import
   gin.clear_config()
   gin_files = [str(find_gin_file(path)) for path in gin_files]
   search_paths = [str(pathlib.Path(p).resolve().parent) for p in gin_files]
@@ -78,7 +81,7 @@ def settings(configurable):
 
 
 def bound_model(selector='train.model'):
-  """The model function a parameter refers to (e.g. @LSTMLM), with every
+  """The model function a parameter refers to (e.g. @RecurrentLM), with every
   bound hyperparameter applied, as a plain function that no longer reads gin:
   model_fn(vocab_size=..., mode=..., ...) -> a trax layer."""
   reference = gin.query_parameter(selector)

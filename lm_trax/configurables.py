@@ -15,7 +15,8 @@ from lm_trax import optimizers
 from lm_trax import schedules  # constant_lr, epoch_decay
 from lm_trax import training  # train
 
-MODELS = (models.NPLM, models.LSTMLM, models.GRULM, models.RNNLM)
+MODELS = (models.RecurrentLM, models.NPLM, models.LSTMLM, models.GRULM,
+          models.RNNLM)
 
 for _model in MODELS:
   gin.external_configurable(_model, module='lm_trax')

@@ -41,6 +41,8 @@ import pathlib
 
 import gin
 
+from lm_trax import download as download_lib
+from lm_trax import tfds_text
 from lm_trax.errors import UserError
 from lm_trax.vocab import LEVELS
 
@@ -70,8 +72,6 @@ class Corpus:
   def __init__(self, name='ptb', level=None, data_dir=None, download=True,
                tfds_text_key='text', vocab_size=None):
     self.name = name
-    # (Imported here so `python -m lm_trax.download` finds it unimported.)
-    from lm_trax import download as download_lib  # pylint: disable=g-import-not-at-top
     self.data_dir = (pathlib.Path(data_dir).expanduser() if data_dir
                      else download_lib.default_data_dir())
     self.download = download
@@ -94,12 +94,10 @@ class Corpus:
     if split not in SPLITS:
       raise UserError(f'unknown split {split!r}; use one of {", ".join(SPLITS)}')
     if self.name.startswith('tfds:'):
-      from lm_trax import tfds_text  # pylint: disable=g-import-not-at-top
       tfds_split = {'valid': 'validation'}.get(split, split)
       return tfds_text.read_split(self.name[len('tfds:'):], tfds_split,
                                   text_key=self.tfds_text_key)
     if self.name in KNOWN:
-      from lm_trax import download as download_lib  # pylint: disable=g-import-not-at-top
       download_lib.ensure(self.name, self.data_dir, download=self.download)
       paths = download_lib.expected_files(self.name, self.data_dir)
       if self.name == 'tinyshakespeare':

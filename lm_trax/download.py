@@ -14,8 +14,9 @@ Every download is verified before anything is written: each file against its
 SHA-256 (`SHA256`) or, where only the archive's digest is published, the whole
 archive (`ARCHIVE_DIGESTS`); the character PTB, for which neither is
 published, by the word-level PTB files in the same archive. Files are written
-atomically (a temporary file in the same directory, fsync, os.replace), so a
-failed or corrupt download never leaves a partial or wrong file behind.
+atomically (lm_trax.files: a temporary file in the same directory, fsync,
+os.replace; every file of a corpus checked before any replaces its target),
+so a failed or corrupt download never leaves a partial or wrong file behind.
 Network failures raise UserError at once (no retries) saying where to put the
 files by hand.
 
@@ -23,15 +24,14 @@ Command line:
 
   python -m lm_trax.download NAME [--data_dir DIR] [--force]
 
-This module imports only the standard library (and tqdm, lazily): no trax,
-TensorFlow or JAX.
+This module imports only the standard library and tqdm: no trax, TensorFlow
+or JAX.
 """
 
 import hashlib
 import http.client
 import os
 import pathlib
-import secrets
 import sys
 import tarfile
 import typing
@@ -40,7 +40,10 @@ import urllib.request
 import zipfile
 import zlib
 
+import tqdm
+
 from lm_trax import cli
+from lm_trax import files
 from lm_trax.errors import UserError, exit_with
 
 ENV_VAR = 'LM_TRAX_DATA_DIR'
@@ -126,7 +129,6 @@ ARCHIVE_DIGESTS = {
 _RECOGNIZED_BY = {'ptb_char': 'ptb'}
 
 _CHUNK = 1 << 16
-_TEMP_SUFFIX = '.part'
 
 
 class _NetworkError(Exception):
@@ -210,11 +212,11 @@ def fetch(name, data_dir, url=None, timeout=10.0, progress=True,
   staged = {}
   try:
     _download(name, url, timeout, progress, checks, staged)
-    _commit(staged)
+    files.commit(staged)
   except _NetworkError as error:
     raise UserError(_network_message(name, url, error, targets)) from error
   finally:
-    _remove(staged.values())
+    files.remove(staged.values())
   return targets
 
 
@@ -348,7 +350,6 @@ def _progress_bar(response, enabled, desc):
   """A tqdm bar on stderr sized by Content-Length, or None."""
   if not enabled:
     return None
-  import tqdm  # pylint: disable=g-import-not-at-top
   length = response.headers.get('Content-Length')
   total = int(length) if length and length.isdigit() else None
   return tqdm.tqdm(total=total, unit='B', unit_scale=True, unit_divisor=1024,
@@ -395,13 +396,17 @@ def _stage_from_zip(reader, url, members, checks, staged):
   file (hashed on the way and checked against `checks.archive`), then the
   members are extracted from it; the temporary archive is always removed.
   """
-  temp = _new_temp(next(iter(members.values())).with_name('archive.zip'))
+  algorithm, expected = checks.archive or ('sha256', None)
+  digest = hashlib.new(algorithm)
+  temp = []  # The saved archive, once written.
   try:
-    algorithm, expected = checks.archive or ('sha256', None)
-    actual = _copy_and_hash(reader, temp, algorithm)
+    temp.append(files.stage(
+        next(iter(members.values())).with_name('archive.zip'),
+        _copy_hashing(reader, digest)))
+    actual = digest.hexdigest()
     if expected is not None and actual != expected.lower():
       raise UserError(_mismatch(url, algorithm, expected, actual))
-    with zipfile.ZipFile(temp) as archive:
+    with zipfile.ZipFile(temp[0]) as archive:
       present = set(archive.namelist())
       for name, target in members.items():
         if name in present:
@@ -411,7 +416,7 @@ def _stage_from_zip(reader, url, members, checks, staged):
     raise UserError(f'{url} is not a valid .zip archive ({error}); retry, or '
                     f'use another --url') from error
   finally:
-    _remove([temp])
+    files.remove(temp)
   _check_complete(url, members, staged)
 
 
@@ -438,7 +443,8 @@ def _check_known_members(url, known, seen):
 
 
 def _stage(source, target, sha256):
-  """Copies `source` to a temp file next to `target`, checking its SHA-256.
+  """Copies `source` to a file staged beside `target` (lm_trax.files.stage),
+  checking its SHA-256.
 
   Args:
     source: A readable file-like object.
@@ -447,45 +453,30 @@ def _stage(source, target, sha256):
       was checked instead.
 
   Returns:
-    The temp file's path, fsynced, for `_commit` to move over `target`.
+    The staged file's path, fsynced, for `files.commit` to move over
+    `target`.
 
   Raises:
-    UserError: the content does not have hash `sha256` (the temp file is
+    UserError: the content does not have hash `sha256` (the staged file is
       removed).
   """
-  temp = _new_temp(target)
-  try:
-    actual = _copy_and_hash(source, temp)
-    if sha256 is not None and actual != sha256.lower():
-      raise UserError(_mismatch(target, 'sha256', sha256, actual))
-  except BaseException:
-    _remove([temp])
-    raise
+  digest = hashlib.sha256()
+  temp = files.stage(target, _copy_hashing(source, digest))
+  actual = digest.hexdigest()
+  if sha256 is not None and actual != sha256.lower():
+    files.remove([temp])
+    raise UserError(_mismatch(target, 'sha256', sha256, actual))
   return temp
 
 
-def _new_temp(target):
-  """A new, empty, hidden temp file next to `target` (mode as umask allows)."""
-  while True:
-    temp = target.with_name(
-        f'.{target.name}.{secrets.token_hex(4)}{_TEMP_SUFFIX}')
-    try:
-      os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-      return temp
-    except FileExistsError:
-      continue
-
-
-def _copy_and_hash(source, temp, algorithm='sha256'):
-  """Writes `source` to `temp`, fsyncs it, and returns its hex digest."""
-  digest = hashlib.new(algorithm)
-  with open(temp, 'wb') as out:
+def _copy_hashing(source, digest):
+  """A writer for `files.stage`: copies `source` into the file it is given,
+  feeding `digest` (a hashlib object) with every chunk on the way."""
+  def write(out):
     for chunk in iter(lambda: source.read(_CHUNK), b''):
       digest.update(chunk)
       out.write(chunk)
-    out.flush()
-    os.fsync(out.fileno())
-  return digest.hexdigest()
+  return write
 
 
 def _digest(source, algorithm='sha256'):
@@ -494,38 +485,6 @@ def _digest(source, algorithm='sha256'):
   for chunk in iter(lambda: source.read(_CHUNK), b''):
     digest.update(chunk)
   return digest.hexdigest()
-
-
-def _commit(staged):
-  """Moves every staged temp file over its target, then syncs the dirs."""
-  parents = {target.parent for target in staged}
-  for target in list(staged):
-    os.replace(staged[target], target)
-    del staged[target]  # In place now: not a temp file to clean up.
-  for parent in parents:
-    _fsync_dir(parent)
-
-
-def _fsync_dir(path):
-  """Makes a rename in `path` durable (best effort; not all OSes allow it)."""
-  try:
-    fd = os.open(path, os.O_RDONLY)
-  except OSError:
-    return
-  try:
-    os.fsync(fd)
-  except OSError:
-    pass
-  finally:
-    os.close(fd)
-
-
-def _remove(paths):
-  for path in list(paths):
-    try:
-      os.unlink(path)
-    except FileNotFoundError:
-      pass
 
 
 # Messages ---------------------------------------------------------------------

@@ -56,7 +56,7 @@ import numpy as np
 
 from lm_trax import cli
 from lm_trax import inference
-from lm_trax import run_dir
+from lm_trax import process
 from lm_trax import vocab as vocab_lib
 from lm_trax.errors import exit_with
 from lm_trax.errors import UserError
@@ -229,7 +229,7 @@ def sample(model, prompt_ids, length, key, temperature=1.0, top_k=None,
     raise ValueError(f'prompt_ids must be (S, P) with P >= 1, got shape '
                      f'{prompt_ids.shape}')
   if state is None:
-    from lm_trax import layers  # pylint: disable=g-import-not-at-top  (trax)
+    from lm_trax import layers  # pylint: disable=g-import-not-at-top  (trax: not for --help or lm_trax.load)
     state = layers.zero_state_tree(model.state)
   sampler = make_sampler(inference.pure_forward(model), length, temperature,
                          top_k, top_p, banned_ids)
@@ -297,7 +297,7 @@ def generate(run, prompt='', length=200, temperature=1.0, top_k=None,
   """Samples text from a trained run (see the module docstring).
 
   Args:
-    run: a lm_trax.run_dir.Run.
+    run: a lm_trax.trained.Run.
     prompt: text that primes the model ('' or None: a fresh line).
     length: tokens (words, characters or subwords) to generate per sample.
     temperature: T >= 0; 0 is greedy.
@@ -387,6 +387,7 @@ def main(argv=None):
                       help='end each sample at its first end of line '
                       '(characters) or sentence (words)')
   args = parser.parse_args(argv)
+  process.set_up()
   try:
     check_options(args.length, args.temperature, args.top_k, args.top_p,
                   args.num_samples)
@@ -395,7 +396,10 @@ def main(argv=None):
       seed = secrets.randbelow(2**31)
       _log(f'seed {seed} (random; --seed {seed} draws the same samples)')
     started = time.time()
-    run = run_dir.Run(args.output_dir, args.checkpoint)
+    # Imported here, not above, so that the command answers --help without
+    # loading trax or TensorFlow.
+    from lm_trax import trained  # pylint: disable=g-import-not-at-top
+    run = trained.Run(args.output_dir, args.checkpoint)
     _log(f'run {run.output_dir}: {run.vocab.level} level, {run.vocab.size:,}'
          f' ids; seed {seed}')
     samples = generate(run, args.prompt, args.length, args.temperature,

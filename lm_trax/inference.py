@@ -1,9 +1,9 @@
 """Running a trained model: one forward, one priming rule, one prompt reading.
 
 Every way lm_trax runs a trained model goes through a Predictor: exact
-evaluation (lm_trax.evaluate, and the exact validation during training),
-scoring lines and next tokens (lm_trax.score), sampling (lm_trax.generate) and
-the Python API (lm_trax.api).
+evaluation (lm_trax.evaluation: the evaluate command and the exact validation
+during training), scoring lines and next tokens (lm_trax.score), sampling
+(lm_trax.generate) and the Python API (lm_trax.api).
 
   forward(weights, state, ids (B, T)) -> (logits (B, T, V), state)
 
@@ -11,7 +11,8 @@ is the model in eval mode (no dropout) as a pure function, the state carried
 in and out (RNN hidden states; the NPLM's last n_context - 1 ids). It is the
 only function that runs the model; it is jitted once per input shape.
 `hidden_forward` runs the same layers with the same weights and also returns
-the last recurrent layer's outputs (B, T, d), which the continuous cache of
+the output of the model's body (lm_trax.models.RecurrentModel), the last
+recurrent layer's states (B, T, d), which the continuous cache of
 lm_trax.adaptation reads.
 
 Priming: text is read as if it followed a line end. The model's first input
@@ -47,81 +48,36 @@ def pure_forward(model):
 
 def pure_hidden_forward(model):
   """The forward of a recurrent language model that also returns the vectors
-  its output layers read: fn(weights, state, ids (B, T) int32) ->
+  its head reads: fn(weights, state, ids (B, T) int32) ->
   (hidden (B, T, d), logits (B, T, V), new state).
 
-  hidden is the output of the model's last layers.Recurrent (in eval mode the
-  dropout and penalty layers after it are identities), the h_t of the
-  continuous cache (lm_trax.adaptation). The model's Serial is run sublayer
-  by sublayer, as trax's Serial runs it, with the same weights, state and
-  data stack, so the logits are the model's.
+  hidden is the output of the model's body (lm_trax.models.RecurrentModel),
+  the last recurrent layer's states (in eval mode the dropout and penalty
+  layers after it are identities): the h_t of the continuous cache
+  (lm_trax.adaptation). The model's own layers run, with the same weights
+  and state, in one trax Serial that keeps a copy of the body's output
+  beside the logits.
 
   Raises:
-    UserError: if the model has no recurrent layer (the NPLM).
+    UserError: if the model is not recurrent (the NPLM).
   """
-  from trax.layers import combinators  # pylint: disable=g-import-not-at-top
-  cut = _after_last_recurrent(model)
+  from trax import layers as tl  # pylint: disable=g-import-not-at-top  (trax only with a model)
+  if not hasattr(model, 'body'):
+    raise UserError('this needs the hidden states of a recurrent model '
+                    '(RecurrentLM: LSTMLM, GRULM, RNNLM or any cell); the '
+                    'run\'s model has no recurrent layer (an NPLM?)')
+  n_body = len(model.body)
+  # ids -> (logits, hidden): the body, a copy of its output, the head.
+  with_hidden = tl.Serial(model.body, tl.Select([0, 0]), model.head)
 
   def forward(weights, state, ids):
-    shared = [_is_shared_marker(w) for w in weights]
-    weights = _unshared(model, weights)
-    stack, new_state, hidden = ids, [], None
-    for index, (layer, w, s) in enumerate(zip(model.sublayers, weights, state)):
-      inputs = combinators.inputs_from_stack(stack, layer.n_in)
-      outputs, new_s = layer.pure_fn(inputs, w, s, _UNUSED_RNG)
-      stack = combinators.outputs_onto_stack(outputs, stack, layer.n_in)
-      # A shared layer's second use keeps trax's marker as its state.
-      new_state.append(s if shared[index] else new_s)
-      if index == cut - 1:
-        hidden = stack
-    return hidden, stack, tuple(new_state)
+    with_select = lambda tree: tuple(tree[:n_body]) + ((),) + tuple(
+        tree[n_body:])
+    (logits, hidden), new_state = with_hidden.pure_fn(
+        ids, with_select(weights), with_select(state), _UNUSED_RNG)
+    return hidden, logits, tuple(new_state[:n_body]) + tuple(
+        new_state[n_body + 1:])
   return forward
-
-
-def _after_last_recurrent(model):
-  """The index of the sublayer after the model's last recurrent layer."""
-  from lm_trax import layers  # pylint: disable=g-import-not-at-top  (trax)
-  recurrent = [index for index, layer in enumerate(model.sublayers)
-               if isinstance(layer, layers.Recurrent)]
-  if not recurrent:
-    raise UserError('this needs the hidden states of a recurrent model '
-                    '(LSTMLM, GRULM, RNNLM); the run\'s model has no '
-                    'recurrent layer (an NPLM?)')
-  return recurrent[-1] + 1
-
-
-def _is_shared_marker(weights):
-  """trax puts this marker where a layer used twice (the tied embedding) is
-  used the second time; the first use holds its weights."""
-  from trax.layers import base  # pylint: disable=g-import-not-at-top
-  return isinstance(weights, dict) and weights == base.GET_WEIGHTS_FROM_CACHE
-
-
-def _unshared(model, weights):
-  """The model's weight tree with each shared-layer marker replaced by that
-  layer's weights (the same arrays, so gradients reach them through both
-  uses). Running sublayers one by one needs it: trax's Serial instead finds
-  them in a cache the first use fills."""
-  first = {}
-
-  def record(layer, w):
-    if _is_shared_marker(w):
-      return
-    first.setdefault(id(layer), w)
-    for sublayer, sub_weights in zip(layer.sublayers,
-                                     w if layer.sublayers else ()):
-      record(sublayer, sub_weights)
-
-  def resolve(layer, w):
-    if _is_shared_marker(w):
-      return first[id(layer)]
-    if not layer.sublayers:
-      return w
-    return tuple(resolve(sublayer, sub_weights)
-                 for sublayer, sub_weights in zip(layer.sublayers, w))
-
-  record(model, weights)
-  return resolve(model, weights)
 
 
 def primed(eos_id, ids):

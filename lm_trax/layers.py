@@ -1,11 +1,11 @@
 """Layers the language models need and trax does not have.
 
-* `Recurrent`: an LSTM, GRU or tanh-RNN layer over a whole sequence whose final
-  hidden state is kept in the layer's trax `state` and, when the next batch has
-  the same batch size, used as that batch's initial state (truncated BPTT on
-  contiguous streams, as Zaremba et al. 2014). The input projection of all time
-  steps is one matmul outside the time loop; only `h @ W_h` runs inside
-  `lax.scan` (lm_trax.recurrence, with a hand-written backward pass).
+* `Recurrent`: any lm_trax.cells cell (LSTM, GRU, tanh RNN, MGU, ...) over a
+  whole sequence, its final state kept in the layer's trax `state` and, when
+  the next batch has the same batch size, used as that batch's initial state
+  (truncated BPTT on contiguous streams, as Zaremba et al. 2014). The input
+  projection of all time steps is one matmul outside the time loop; only the
+  cell's step runs inside `lax.scan` (lm_trax.recurrence).
 * `ContextWindow`: the previous n token ids at every position, carrying the
   last n-1 ids across batches the same way (the NPLM's "state").
 * `TiedEmbedding`: one table used twice: ids -> vectors, then vectors -> logits.
@@ -40,10 +40,6 @@ from trax.layers import base
 
 from lm_trax import recurrence
 
-CELLS = ('lstm', 'gru', 'rnn')
-_N_GATES = {'lstm': 4, 'gru': 3, 'rnn': 1}
-
-
 def default_initializer(init_scale):
   """Uniform(-init_scale, init_scale) if given, else None (trax's default)."""
   if init_scale is None:
@@ -62,37 +58,29 @@ class Recurrent(base.Layer):
   Output: (B, T, d_model) float hidden states, output[:, t] depends only on
   input[:, :t+1] and the initial state.
 
-  Cells (x_t input, h hidden; one fused matmul each for x and h):
-    lstm: i, f, g, o = split(x W + h U + b); c = sigmoid(f + forget_bias) * c +
-          sigmoid(i) * tanh(g); h = sigmoid(o) * tanh(c).
-    gru:  r, z = sigmoid(split2(x W_rz + h U_rz + b_rz));
-          n = tanh(x W_n + b_n + r * (h U_n + b_hn)); h = (1 - z) * n + z * h
-          (the "reset after" GRU of cuDNN and PyTorch, which allows the fused
-          recurrent matmul).
-    rnn:  h = tanh(x W + h U + b).
+  The cell (an lm_trax.cells.Cell, e.g. cells.make('lstm')) says what a step
+  computes, which weights it has and which state it carries. The layer
+  projects the inputs of all time steps at once (one (T*B, d_in) @
+  (d_in, G*d) matmul, plus b) and runs the cell's step over time with
+  lm_trax.recurrence (the cell's hand-written backward pass if it has one
+  and fast_backward is True; else JAX differentiates the scanned step).
 
-  State: a tuple of (B, d_model) arrays -- (c, h) for lstm, (h,) otherwise.
-
-  The time loop is lm_trax.recurrence.recurrence: the same function, with a
-  hand-written backward pass (the recurrent weights' gradient as one matmul
-  after the reverse loop); fast_backward=False differentiates the
-  straightforward loop instead (the reference the tests compare it with).
+  Weights: the cell's, as a tuple in the order cell.weights lists them
+  (cell.named(weights) gives them by name).
+  State: a tuple of (B, d_model) arrays, one per cell.state_names.
 
   Weight dropping (weight_dropout > 0, mode 'train'; Wan et al. 2013 as
-  AWD-LSTM uses it): DropConnect on the hidden-to-hidden matrix U, one mask
-  per batch, the same at every time step, scaled by 1 / (1 - weight_dropout).
+  AWD-LSTM uses it): DropConnect on the cell's hidden-to-hidden matrices
+  (its 2-D recurrent weights), one mask per matrix and batch, the same at
+  every time step, scaled by 1 / (1 - weight_dropout).
   """
 
-  def __init__(self, cell, d_model, carry_state=True, forget_bias=1.0,
-               initializer=None, fast_backward=True, weight_dropout=0.0,
-               mode='train'):
-    if cell not in CELLS:
-      raise ValueError(f'cell must be one of {CELLS}, got {cell!r}')
-    super().__init__(n_in=1, n_out=1, name=f'{cell.upper()}_{d_model}')
+  def __init__(self, cell, d_model, carry_state=True, initializer=None,
+               fast_backward=True, weight_dropout=0.0, mode='train'):
+    super().__init__(n_in=1, n_out=1, name=f'{cell.name.upper()}_{d_model}')
     self._cell = cell
     self._d_model = d_model
     self._carry_state = carry_state
-    self._forget_bias = forget_bias
     self._initializer = initializer
     self._fast_backward = fast_backward
     if not 0.0 <= weight_dropout < 1.0:
@@ -102,43 +90,28 @@ class Recurrent(base.Layer):
 
   @property
   def cell(self):
-    """'lstm', 'gru' or 'rnn'."""
+    """The lm_trax.cells.Cell this layer runs."""
     return self._cell
 
   @property
   def d_model(self):
     return self._d_model
 
-  @property
-  def forget_bias(self):
-    return self._forget_bias
-
-  @property
-  def n_state_arrays(self):
-    return 2 if self._cell == 'lstm' else 1
-
   def zero_state(self, batch_size):
-    return tuple(jnp.zeros((batch_size, self._d_model), jnp.float32)
-                 for _ in range(self.n_state_arrays))
+    return self._cell.zero_state(batch_size, self._d_model)
 
   def init_weights_and_state(self, input_signature):
-    d_in = input_signature.shape[-1]
-    d, g = self._d_model, _N_GATES[self._cell]
-    rngs = jax.random.split(self.rng, 4)
-    glorot = tl.GlorotUniformInitializer()
-    w_x = _init(self._initializer, (d_in, g * d), rngs[0], glorot)
-    w_h = _init(self._initializer, (d, g * d), rngs[1], glorot)
-    zeros = lambda shape, rng: jnp.zeros(shape)
-    b = _init(self._initializer, (g * d,), rngs[2], zeros)
-    if self._cell == 'gru':  # Recurrent bias of the candidate: r * (h U + b_hn).
-      b_hn = _init(self._initializer, (d,), rngs[3], zeros)
-      self.weights = (w_x, w_h, b, b_hn)
-    else:
-      self.weights = (w_x, w_h, b)
+    specs = self._cell.weights(input_signature.shape[-1], self._d_model)
+    # At least 4 keys: split(rng, n) draws other keys for other n, and the
+    # LSTM, GRU and RNN weights are the ones their published runs began from.
+    rngs = jax.random.split(self.rng, max(4, len(specs)))
+    self.weights = tuple(_init(self._initializer, spec.shape, rng,
+                               spec.initializer)
+                         for spec, rng in zip(specs, rngs))
     self.state = self.zero_state(input_signature.shape[0])
 
   def forward(self, x):
-    w_x, b = self.weights[0], self.weights[2]
+    weights = self._cell.named(self.weights)
     batch_size = x.shape[0]
     initial = self.state
     if not self._carry_state or initial[0].shape[0] != batch_size:
@@ -150,27 +123,31 @@ class Recurrent(base.Layer):
     # FlatDense). Back to back, the transposes of stacked layers cancel out.
     length = x.shape[1]
     x_tm = jnp.transpose(x, (1, 0, 2)).reshape((length * batch_size, -1))
-    x_proj = (x_tm @ w_x + b).reshape((length, batch_size, -1))
+    x_proj = (x_tm @ weights['w_x'] + weights['b']).reshape(
+        (length, batch_size, -1))
     loop = (recurrence.recurrence if self._fast_backward
             else recurrence.reference_recurrence)
-    recurrent_weights = (self._dropped(self.weights[1]),) + tuple(
-        self.weights[3:])
-    hs, final = loop(self._cell, self._forget_bias, x_proj, recurrent_weights,
-                     initial)  # (w_h,) or (w_h, b_hn) for gru
+    recurrent = self._dropped(self._cell.recurrent(self.weights))
+    hs, final = loop(self._cell, x_proj, recurrent, initial)
     # Without carry_state the state keeps its initial, fixed shape (a new
     # shape per length bucket would mean a new compilation).
     if self._carry_state:
       self.state = tuple(jax.lax.stop_gradient(s) for s in final)
     return jnp.transpose(hs, (1, 0, 2))  # (B, T, d)
 
-
-  def _dropped(self, w_h):
-    """U with weight dropping applied (training only)."""
+  def _dropped(self, recurrent):
+    """The step's weights (a dict), the hidden-to-hidden matrices masked by
+    weight dropping in training."""
+    recurrent = dict(recurrent)
     if self._mode != 'train' or not self._weight_dropout:
-      return w_h
+      return recurrent
     keep = 1.0 - self._weight_dropout
-    mask = jax.random.bernoulli(self.rng, keep, w_h.shape)
-    return w_h * mask.astype(w_h.dtype) / keep
+    matrices = [name for name, w in recurrent.items() if w.ndim == 2]
+    for index, name in enumerate(matrices):
+      rng = self.rng if index == 0 else jax.random.fold_in(self.rng, index)
+      mask = jax.random.bernoulli(rng, keep, recurrent[name].shape)
+      recurrent[name] = recurrent[name] * mask.astype(jnp.float32) / keep
+    return recurrent
 
 
 class ContextWindow(base.Layer):

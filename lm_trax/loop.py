@@ -4,12 +4,16 @@
 perplexity, learning rate, tokens/s, ETA) at its own interval, written to the
 console, metrics.jsonl (lm_trax.run_dir.MetricsLog) and TensorBoard
 (`TensorBoard`); exact validation over the whole split
-(lm_trax.evaluate.ExactValidation) deciding the best checkpoint; NT-ASGD's
+(lm_trax.evaluation.ExactValidation) deciding the best checkpoint; NT-ASGD's
 weight average (lm_trax.averaging); the carried RNN state split over devices
 (lm_trax.parallel); a NaN or infinite loss stopping training (Diverged)
 before the last good checkpoint is overwritten; the random key saved with
 each checkpoint, so a resumed run is exact. `ResetStateEachPass` zeros the
 carried state at each pass over the data.
+
+What it reads or sets of trax's private state goes through
+lm_trax.trax_internals; the private hooks it overrides are listed there
+(LOOP_SEAMS) and checked by tests/test_trax_internals.py.
 """
 
 import contextlib
@@ -19,6 +23,7 @@ import time
 
 import gin
 import jax
+from jax.experimental import multihost_utils
 from jax import numpy as jnp
 import numpy as np
 from lm_trax import compat  # pylint: disable=unused-import,g-bad-import-order  (before trax)
@@ -32,6 +37,7 @@ from lm_trax import checkpoints
 from lm_trax import layers
 from lm_trax import parallel
 from lm_trax import run_dir
+from lm_trax import trax_internals
 from lm_trax.errors import UserError
 
 TRAIN_COUNTER = 'train'  # Name of the training stream's position counter.
@@ -111,7 +117,7 @@ class TensorBoard:
   learning_rate, tokens_per_sec, ar_tar_penalty at each training line) and
   eval/ (loss, perplexity of the sampled windows), through the writers trax
   opens there for its own `metrics/` and `training/` scalars, and valid/
-  (loss, perplexity and bpc of each exact validation, by lm_trax.evaluate's
+  (loss, perplexity and bpc of each exact validation, by lm_trax.evaluation's
   rule at every level).
 
   TensorBoard draws a tag of several runs as one chart with a curve per run:
@@ -173,10 +179,11 @@ class Loop(trax_training.Loop):
     self._exact_validation = exact_validation
     self._exact_eval_at = exact_eval_at
     self._layout = layout or parallel.Layout()
-    super().__init__(*args, **kwargs)
+    with parallel.quiet_unless_chief():  # trax's Loop prints as it loads.
+      super().__init__(*args, **kwargs)
     self._log_at = self._log_at or self._eval_at
     self._distribute_over_devices()
-    valid = [r['loss'] for r in metrics_log.read(self._output_dir)
+    valid = [r['loss'] for r in metrics_log.read(self.output_dir)
              if r['kind'] == 'valid' and r['step'] <= self.step]
     self.best_valid_loss = min(valid) if valid else float('inf')
     self._valid_losses = valid
@@ -191,8 +198,8 @@ class Loop(trax_training.Loop):
     (lm_trax.run_dir.write_config), which may not have come from gin."""
     super()._save_gin(summary_writer)
     corpus, batching = self._data_settings
-    if self.is_chief and self._output_dir is not None and corpus is not None:
-      run_dir.write_config(self._output_dir, gin.operative_config_str(),
+    if self.is_chief and self.output_dir is not None and corpus is not None:
+      run_dir.write_config(self.output_dir, gin.operative_config_str(),
                            corpus, batching)
 
   # Several devices and processes, see lm_trax.parallel.
@@ -203,18 +210,17 @@ class Loop(trax_training.Loop):
     one device each (trax would not)."""
     layout = self._layout
     if layout.n_processes > 1:
-      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
       steps = np.asarray(multihost_utils.process_allgather(
           np.int32(self.step))).ravel().tolist()
       if len(set(steps)) > 1:
         raise UserError(
             f'the processes resumed at different steps ({steps}); put '
-            f'--output_dir ({self._output_dir}) on a file system that every '
+            f'--output_dir ({self.output_dir}) on a file system that every '
             'process sees')
-    for trainer in self._trainer_per_task:
+    for trainer in trax_internals.trainers(self):
       if layout.n_processes > 1 and self.n_devices == 1:
-        trainer._accelerated_update_fn = parallel.cross_process_update_fn(  # pylint: disable=protected-access
-            trainer, layout)
+        trax_internals.set_update_fn(
+            trainer, parallel.cross_process_update_fn(trainer, layout))
       state = trainer.model_with_loss.state
       if layout.n_processes > 1 and self.step:
         # A checkpoint holds process 0's rows of the state only.
@@ -224,27 +230,28 @@ class Loop(trax_training.Loop):
 
   def _gathered_state(self):
     """This process's carried state, all rows, from the training devices."""
-    trainer = self._trainer_per_task[self._which_task(self.step)]
+    trainer = trax_internals.trainers(self)[self._which_task(self.step)]
     return parallel.gather_state(trainer.accelerated_model_with_loss.state[0],
                                  self.n_devices)
 
   @contextlib.contextmanager
   def _open_summary_writers(self):
-    if not self.is_chief or self._output_dir is None:
-      yield ([None] * len(self._tasks), [None] * len(self._eval_tasks))
+    if not self.is_chief or self.output_dir is None:
+      yield ([None] * len(self.tasks), [None] * len(self.eval_tasks))
       return
     with super()._open_summary_writers() as writers:
-      with self._tensorboard.opened(self._output_dir, *writers):
+      with self._tensorboard.opened(self.output_dir, *writers):
         yield writers
 
   def run(self, n_steps=1):
     self._progress.start(self.step)
-    super().run(n_steps)
+    with parallel.quiet_unless_chief():
+      super().run(n_steps)
 
   # Checkpoints: one directory each, see lm_trax.checkpoints.
 
   def save_checkpoint(self, basename):
-    if self._output_dir is None:
+    if self.output_dir is None:
       return
     with self._progress.paused():
       self._save_checkpoint(basename)
@@ -253,18 +260,15 @@ class Loop(trax_training.Loop):
     self._check_weights_finite()
     kind = (checkpoints.BEST if basename == BEST_CHECKPOINT
             else checkpoints.LATEST)
-    output_dir = self._output_dir
-    self._model.state = self._gathered_state()  # trax saves the model's.
+    self.model.state = self._gathered_state()  # trax saves the model's.
 
     def write_files(directory):
-      self._output_dir = str(directory)
-      try:
+      with trax_internals.output_dir_set_to(self, directory):
         trax_training.Loop.save_checkpoint(self, 'model')
-      finally:
-        self._output_dir = output_dir
       # trax does not save its random key: dropout after a resume would
       # differ from an uninterrupted run's.
-      np.save(pathlib.Path(directory) / RNG_FILE, np.asarray(self._rng))
+      np.save(pathlib.Path(directory) / RNG_FILE,
+              np.asarray(trax_internals.rng(self)))
       self._average.save(directory, self._unreplicate)
       # Every process has read as many batches as process 0: its data
       # position is the same, under the name trax's load looks for.
@@ -273,13 +277,13 @@ class Loop(trax_training.Loop):
         shutil.copyfile(counters, counters.with_name(
             f'data_counters{index}.pkl'))
     if self.is_chief:
-      checkpoints.write(output_dir, kind, self.step, write_files)
+      checkpoints.write(self.output_dir, kind, self.step, write_files)
     self.last_checkpoint_step = self.step
 
   def load_checkpoint(self, directory=None, filename=None):
-    if directory is not None or self._output_dir is None:
+    if directory is not None or self.output_dir is None:
       return super().load_checkpoint(directory, filename)
-    candidates = checkpoints.candidates(self._output_dir)
+    candidates = checkpoints.candidates(self.output_dir)
     if not candidates:  # A new run, or one saved before checkpoints/ existed.
       return super().load_checkpoint()
     failures = []
@@ -289,7 +293,7 @@ class Loop(trax_training.Loop):
         super().load_checkpoint(directory=str(candidate))
         trax_inputs.load_data_counters(str(candidate))
         self._load_rng(candidate)
-        self._average.load(candidate, self._model.weights)
+        self._average.load(candidate, self.model.weights)
       except Exception as e:  # pylint: disable=broad-except
         failures.append(f'{candidate.name}: {type(e).__name__}: {e}')
         continue
@@ -299,23 +303,24 @@ class Loop(trax_training.Loop):
       return
     if failures:
       raise UserError(
-          f'no loadable checkpoint in {checkpoints.root(self._output_dir)} '
+          f'no loadable checkpoint in {checkpoints.root(self.output_dir)} '
           f'({"; ".join(failures)}); delete the directory to start fresh')
 
   def _load_rng(self, directory):
     path = pathlib.Path(directory) / RNG_FILE
     if path.exists():  # (Checkpoints of older versions have none.)
-      self._rng = jnp.asarray(np.load(path), dtype=self._rng.dtype)
+      trax_internals.set_rng(self, jnp.asarray(
+          np.load(path), dtype=trax_internals.rng(self).dtype))
 
   def _run_one_step(self, task_index, task_changed):
     loss, stats = super()._run_one_step(task_index, task_changed)
     self._last_loss = loss  # A device array: checked at checkpoints only.
     self._progress.add(loss)
     if self._average.started:
-      trainer = self._trainer_per_task[task_index]
+      trainer = trax_internals.trainers(self)[task_index]
       self._average.add(trainer.accelerated_model_with_loss.weights[0])
     if self._log_at(self.step):
-      self._log_training_line(self._tasks[task_index])
+      self._log_training_line(self.tasks[task_index])
     return loss, stats
 
   def _validation_weights(self):
@@ -323,14 +328,14 @@ class Loop(trax_training.Loop):
     average once it holds an iterate, else the trained weights."""
     if self._average.count:
       return self._unreplicate(self._average.mean)
-    trainer = self._trainer_per_task[self._which_task(self.step)]
+    trainer = trax_internals.trainers(self)[self._which_task(self.step)]
     return self._unreplicate(trainer.accelerated_model_with_loss.weights[0])
 
   def _check_weights_finite(self):
     last_loss = getattr(self, '_last_loss', None)
     if last_loss is not None and not np.all(np.isfinite(last_loss)):
       self._diverged(f'the training loss ({float(np.mean(last_loss))})')
-    leaves = jax.tree_util.tree_leaves(self._model.weights)
+    leaves = jax.tree_util.tree_leaves(self.model.weights)
     if not all(bool(jnp.all(jnp.isfinite(w))) for w in leaves):
       self._diverged('the weights')
 
@@ -384,9 +389,9 @@ class Loop(trax_training.Loop):
 
   def _take_penalty(self):
     """The AR/TAR penalty summed since the last call (then zeroed)."""
-    trainer = self._trainer_per_task[self._which_task(self.step)]
+    trainer = trax_internals.trainers(self)[self._which_task(self.step)]
     model_with_loss = trainer.accelerated_model_with_loss
-    model = self._model  # model_with_loss's state is (model's, loss's).
+    model = self.model  # model_with_loss's state is (model's, loss's).
     total = layers.penalty_sums(model, model_with_loss.state[0])
     if total:
       model_with_loss.state = (layers.zero_penalty_sums(
@@ -401,9 +406,9 @@ class Loop(trax_training.Loop):
     # Evals draw keys from the Loop's random key too; they run after the
     # step's checkpoint, so a resumed run would draw different dropout masks
     # from then on. Training keys stay independent of evals.
-    training_rng = self._rng
+    training_rng = trax_internals.rng(self)
     super().run_evals(summary_writers)
-    self._rng = training_rng
+    trax_internals.set_rng(self, training_rng)
     metrics = {name: values[-1][1] for name, values in (
         (name, self.history.get('eval', f'metrics/{name}'))
         for name in ('WeightedCategoryCrossEntropy', 'WeightedCategoryAccuracy'))
@@ -448,7 +453,7 @@ class Loop(trax_training.Loop):
           'averaging the weights from the next step on')
     if is_best:
       self.best_valid_loss = loss
-      if self.is_chief and self._output_dir:
+      if self.is_chief and self.output_dir:
         self.save_checkpoint(BEST_CHECKPOINT)
 
 
@@ -463,8 +468,8 @@ class ResetStateEachPass(trax_callbacks.TrainingStepCallback):
     return (step - 1) % self._steps_per_pass == 0
 
   def on_step_begin(self, step):
-    model = self._loop._model  # pylint: disable=protected-access
-    for trainer in self._loop._trainer_per_task:  # pylint: disable=protected-access
+    model = self._loop.model
+    for trainer in trax_internals.trainers(self._loop):
       model_with_loss = trainer.accelerated_model_with_loss
       state = model_with_loss.state
       model_with_loss.state = (layers.zero_carried_state(model, state[0]),) + (

@@ -1,4 +1,5 @@
-"""Language models as trax combinators: NPLM, LSTMLM, GRULM, RNNLM.
+"""Language models as trax combinators: RecurrentLM (any lm_trax.cells cell;
+LSTMLM, GRULM and RNNLM name three of them) and the NPLM.
 
 Every model maps int32 token ids of shape (B, T) to **logits** of shape
 (B, T, V), V = vocab_size, with no softmax: output[:, t] scores the token that
@@ -17,11 +18,13 @@ init_scale (uniform(-s, s) for every weight, as Zaremba et al.; None keeps
 trax's defaults). Models never import gin: lm_trax.configurables registers them.
 """
 
+import inspect
 import numbers
 
 from lm_trax import compat  # pylint: disable=unused-import,g-bad-import-order  (before trax)
 from trax import layers as tl
 
+from lm_trax import cells
 from lm_trax import layers
 
 
@@ -95,21 +98,94 @@ def _penalty(kind, coefficient, mode):
   return [layers.ActivationPenalty(kind, coefficient, mode=mode)]
 
 
+def RecurrentLM(vocab_size, cell='lstm', d_model=200, n_layers=2, dropout=0.0,
+                tie_weights=False, carry_state=True, init_scale=None,
+                forget_bias=None, mode='train', d_embed=None,
+                variational=False, input_dropout=None, hidden_dropout=None,
+                output_dropout=None, embedding_dropout=0.0,
+                weight_dropout=0.0, activation_reg=0.0,
+                temporal_activation_reg=0.0):
+  """A recurrent language model: embedding -> n_layers x recurrent layer of
+  any lm_trax.cells cell -> logits. Zaremba et al. 2014's "small" LSTM is
+  the default; AWD-LSTM's regularizers (Merity et al. 2018) are options,
+  all off by default.
+
+  The model is a RecurrentModel, a flat tl.Serial of its body's layers and
+  its head's: the body maps ids (B, T) to the last layer's hidden states
+  (B, T, d) (dropout and AR/TAR included), the head maps those to logits
+  (B, T, V). The continuous cache reads the body's output.
+
+  Args:
+    vocab_size: V, the number of token ids (pad id 0 included).
+    cell: a registered cell's name (lm_trax.cells.names(): 'gru', 'lstm',
+      'mgu', 'rnn', ...).
+    d_model: width of every recurrent layer (and of the embeddings unless
+      d_embed is set).
+    n_layers: number of stacked recurrent layers (any >= 1).
+    dropout: rate on the non-recurrent connections (embedding -> layer 1,
+      between layers, last layer -> output); active in mode 'train' only.
+      input_dropout, hidden_dropout and output_dropout override it for one
+      of the three.
+    tie_weights: share the embedding table with the output projection
+      (Press & Wolf 2017, Inan et al. 2017); the last recurrent layer then
+      outputs d_embed units.
+    carry_state: start each batch from the previous batch's final state when
+      the batch size matches (contiguous streams); else from zeros.
+    init_scale: if set, every weight starts uniform in [-init_scale, init_scale].
+    forget_bias: added to the forget gate's pre-activation, for cells with
+      one (lstm, mgu); None keeps the cell's default. 0 is accepted by every
+      cell (a recipe that sets it applies to any cell).
+    mode: 'train', 'eval' or 'predict'.
+    d_embed: width of the embeddings (default d_model), e.g. 400 against 1150
+      hidden units in AWD-LSTM.
+    variational: one dropout mask per sequence, reused at every time step
+      ("locked" dropout, Gal & Ghahramani 2016), for the three rates above.
+    input_dropout: rate on the embeddings (AWD-LSTM's dropouti).
+    hidden_dropout: rate between recurrent layers (dropouth).
+    output_dropout: rate on the last layer's output (dropout).
+    embedding_dropout: drop whole word types from the embedding lookup,
+      the same words at every position of a batch (dropoute).
+    weight_dropout: DropConnect on the hidden-to-hidden matrices, one mask
+      per batch (wdrop).
+    activation_reg: AR, alpha * mean(h ** 2) of the last layer's dropped
+      output, added to the training loss (alpha).
+    temporal_activation_reg: TAR, beta * mean((h_t+1 - h_t) ** 2) of the last
+      layer's output before dropout (beta).
+
+  Returns:
+    A layer mapping (B, T) int32 ids to (B, T, vocab_size) float32 logits.
+  """
+  settings = dict(locals())
+  cell = _cell(settings.pop('cell'), settings.pop('forget_bias'))
+  check_hyperparameters(**settings)
+  return _recurrent_lm(cell, **settings)
+
+
+def _cell(name, forget_bias):
+  """The registered cell `name`, with forget_bias if given.
+
+  Raises:
+    ValueError: if the name is not registered, or if forget_bias is not 0 and
+      the cell has no forget gate.
+  """
+  if not isinstance(name, str):
+    raise ValueError(f'cell must be a cell\'s name ({", ".join(cells.names())}'
+                     f'), got {name!r}')
+  if forget_bias is not None and not _is_number(forget_bias):
+    raise ValueError(f'forget_bias must be None or a number, got '
+                     f'{forget_bias!r}')
+  options = {} if forget_bias is None else {'forget_bias': forget_bias}
+  if forget_bias == 0 and 'forget_bias' not in cells.option_names(name):
+    options = {}  # Adds nothing: a recipe's 0 fits any cell.
+  return cells.make(name, **options)
+
+
 def _recurrent_lm(cell, vocab_size, d_model, n_layers, dropout, tie_weights,
-                  carry_state, init_scale, forget_bias, mode, d_embed,
-                  variational, input_dropout, hidden_dropout, output_dropout,
+                  carry_state, init_scale, mode, d_embed, variational,
+                  input_dropout, hidden_dropout, output_dropout,
                   embedding_dropout, weight_dropout, activation_reg,
                   temporal_activation_reg):
-  """Embedding -> n_layers x (Dropout, Recurrent) -> Dropout -> logits."""
-  check_hyperparameters(
-      vocab_size=vocab_size, d_model=d_model, n_layers=n_layers,
-      dropout=dropout, tie_weights=tie_weights, carry_state=carry_state,
-      init_scale=init_scale, forget_bias=forget_bias, mode=mode,
-      d_embed=d_embed, variational=variational, input_dropout=input_dropout,
-      hidden_dropout=hidden_dropout, output_dropout=output_dropout,
-      embedding_dropout=embedding_dropout, weight_dropout=weight_dropout,
-      activation_reg=activation_reg,
-      temporal_activation_reg=temporal_activation_reg)
+  """RecurrentLM's layers, its settings checked."""
   d_embed = d_embed or d_model
   rate = lambda specific: dropout if specific is None else specific
   initializer = layers.default_initializer(init_scale)
@@ -132,101 +208,71 @@ def _recurrent_lm(cell, vocab_size, d_model, n_layers, dropout, tie_weights,
     last = index == n_layers - 1
     stack.append(layers.Recurrent(
         cell, d_embed if (last and tie_weights) else d_model,
-        carry_state=carry_state, forget_bias=forget_bias,
-        initializer=initializer, weight_dropout=weight_dropout, mode=mode))
-  return tl.Serial(
+        carry_state=carry_state, initializer=initializer,
+        weight_dropout=weight_dropout, mode=mode))
+  body = [
       embed,      # (B, T) ids -> (B, T, d_embed)
       stack,      # -> (B, T, d_model), or d_embed from the last layer if tied
       _penalty('tar', temporal_activation_reg, mode),   # on the raw states
       _dropout(rate(output_dropout), variational, mode),
       _penalty('ar', activation_reg, mode),             # on the dropped ones
-      _output_layers(vocab_size, embedding if tie_weights else None,
-                     initializer),  # -> (B, T, V) logits
-  )
+  ]
+  head = _output_layers(vocab_size, embedding if tie_weights else None,
+                        initializer)  # -> (B, T, V) logits
+  return RecurrentModel(body, head)
 
 
-_RECURRENT_ARGS = """
-  Args:
-    vocab_size: V, the number of token ids (pad id 0 included).
-    d_model: width of every recurrent layer (and of the embeddings unless
-      d_embed is set).
-    n_layers: number of stacked recurrent layers (any >= 1).
-    dropout: rate on the non-recurrent connections (embedding -> layer 1,
-      between layers, last layer -> output); active in mode 'train' only.
-      input_dropout, hidden_dropout and output_dropout override it for one
-      of the three.
-    tie_weights: share the embedding table with the output projection
-      (Press & Wolf 2017, Inan et al. 2017); the last recurrent layer then
-      outputs d_embed units.
-    carry_state: start each batch from the previous batch's final state when
-      the batch size matches (contiguous streams); else from zeros.
-    init_scale: if set, every weight starts uniform in [-init_scale, init_scale].
-    mode: 'train', 'eval' or 'predict'.
-    d_embed: width of the embeddings (default d_model), e.g. 400 against 1150
-      hidden units in AWD-LSTM.
-    variational: one dropout mask per sequence, reused at every time step
-      ("locked" dropout, Gal & Ghahramani 2016), for the three rates above.
-    input_dropout: rate on the embeddings (AWD-LSTM's dropouti).
-    hidden_dropout: rate between recurrent layers (dropouth).
-    output_dropout: rate on the last layer's output (dropout).
-    embedding_dropout: drop whole word types from the embedding lookup,
-      the same words at every position of a batch (dropoute).
-    weight_dropout: DropConnect on the hidden-to-hidden matrices, one mask
-      per batch (wdrop).
-    activation_reg: AR, alpha * mean(h ** 2) of the last layer's dropped
-      output, added to the training loss (alpha).
-    temporal_activation_reg: TAR, beta * mean((h_t+1 - h_t) ** 2) of the last
-      layer's output before dropout (beta).
+class RecurrentModel(tl.Serial):
+  """A RecurrentLM's layers: tl.Serial(*body, *head), one flat Serial (as
+  trax initializes, runs and checkpoints it), that knows where its body ends.
 
-  Returns:
-    A layer mapping (B, T) int32 ids to (B, T, vocab_size) float32 logits.
-"""
+  body: ids (B, T) -> the last recurrent layer's states (B, T, d), dropout
+  and AR/TAR included; head: those states -> logits (B, T, V).
+  """
+
+  def __init__(self, body, head):
+    super().__init__(body, head, name='Serial')
+    self._n_body = len(_flat(body))
+
+  @property
+  def body(self):
+    """The body's layers, a list."""
+    return self.sublayers[:self._n_body]
+
+  @property
+  def head(self):
+    """The head's layers, a list."""
+    return self.sublayers[self._n_body:]
 
 
-def LSTMLM(vocab_size, d_model=200, n_layers=2, dropout=0.0, tie_weights=False,
-           carry_state=True, init_scale=None, forget_bias=1.0, mode='train',
-           d_embed=None, variational=False, input_dropout=None,
-           hidden_dropout=None, output_dropout=None, embedding_dropout=0.0,
-           weight_dropout=0.0, activation_reg=0.0, temporal_activation_reg=0.0):
-  return _recurrent_lm(
-      'lstm', vocab_size, d_model, n_layers, dropout, tie_weights,
-      carry_state, init_scale, forget_bias, mode, d_embed, variational,
-      input_dropout, hidden_dropout, output_dropout, embedding_dropout,
-      weight_dropout, activation_reg, temporal_activation_reg)
+def _flat(nested):
+  """The layers of nested lists, in order, as tl.Serial flattens them."""
+  if isinstance(nested, (list, tuple)):
+    return [layer for item in nested for layer in _flat(item)]
+  return [nested]
 
 
-def GRULM(vocab_size, d_model=200, n_layers=2, dropout=0.0, tie_weights=False,
-          carry_state=True, init_scale=None, mode='train', d_embed=None,
-          variational=False, input_dropout=None, hidden_dropout=None,
-          output_dropout=None, embedding_dropout=0.0, weight_dropout=0.0,
-          activation_reg=0.0, temporal_activation_reg=0.0):
-  return _recurrent_lm(
-      'gru', vocab_size, d_model, n_layers, dropout, tie_weights,
-      carry_state, init_scale, 0.0, mode, d_embed, variational,
-      input_dropout, hidden_dropout, output_dropout, embedding_dropout,
-      weight_dropout, activation_reg, temporal_activation_reg)
+def _named_model(name, cell, summary, **defaults):
+  """RecurrentLM with its cell fixed, under a name of its own (LSTMLM, GRULM,
+  RNNLM: the names shipped configs and saved runs bind). Its parameters are
+  RecurrentLM's without cell (and without forget_bias for a cell that has
+  none), `defaults` replacing RecurrentLM's defaults."""
+  parameters = [
+      p.replace(default=defaults.get(p.name, p.default))
+      for p in inspect.signature(RecurrentLM).parameters.values()
+      if p.name != 'cell' and (p.name != 'forget_bias' or
+                               'forget_bias' in defaults)]
+  signature = inspect.Signature(parameters)
 
-
-def RNNLM(vocab_size, d_model=200, n_layers=1, dropout=0.0, tie_weights=False,
-          carry_state=True, init_scale=None, mode='train', d_embed=None,
-          variational=False, input_dropout=None, hidden_dropout=None,
-          output_dropout=None, embedding_dropout=0.0, weight_dropout=0.0,
-          activation_reg=0.0, temporal_activation_reg=0.0):
-  return _recurrent_lm(
-      'rnn', vocab_size, d_model, n_layers, dropout, tie_weights,
-      carry_state, init_scale, 0.0, mode, d_embed, variational,
-      input_dropout, hidden_dropout, output_dropout, embedding_dropout,
-      weight_dropout, activation_reg, temporal_activation_reg)
-
-
-LSTMLM.__doc__ = """An LSTM language model (Zaremba et al. 2014; "small" = defaults;
-AWD-LSTM's regularizers, Merity et al. 2018, as options, all off by default).
-""" + _RECURRENT_ARGS.replace(
-    "    mode:", "    forget_bias: added to the forget gate's pre-activation.\n    mode:")
-GRULM.__doc__ = """A GRU language model (Cho et al. 2014 cells, "reset after").
-""" + _RECURRENT_ARGS
-RNNLM.__doc__ = """A vanilla tanh-RNN language model (Mikolov et al. 2010).
-""" + _RECURRENT_ARGS
+  def model(*args, **kwargs):
+    bound = signature.bind(*args, **kwargs)
+    bound.apply_defaults()
+    return RecurrentLM(cell=cell, **bound.arguments)
+  model.__signature__ = signature
+  model.__name__ = model.__qualname__ = name
+  model.__doc__ = (f'{summary}\n\n  RecurrentLM(cell={cell!r}, ...) with '
+                   'the same arguments but cell.\n')
+  return model
 
 
 def NPLM(vocab_size, d_model=60, d_hidden=200, n_context=4, n_layers=1,
@@ -284,3 +330,15 @@ def NPLM(vocab_size, d_model=60, d_hidden=200, n_context=4, n_layers=1,
       mlp,                                         # -> (B, T, V) [twice: +W x]
       [tl.Add()] if direct else [],                # logits (B, T, V)
   )
+
+
+LSTMLM = _named_model(
+    'LSTMLM', 'lstm',
+    'An LSTM language model (Zaremba et al. 2014; "small" = defaults).',
+    forget_bias=1.0)
+GRULM = _named_model(
+    'GRULM', 'gru',
+    'A GRU language model (Cho et al. 2014 cells, "reset after").')
+RNNLM = _named_model(
+    'RNNLM', 'rnn', 'A vanilla tanh-RNN language model (Mikolov et al. 2010).',
+    n_layers=1)

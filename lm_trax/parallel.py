@@ -39,8 +39,10 @@ import os
 
 import jax
 from jax import numpy as jnp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 import numpy as np
 
+from lm_trax import trax_internals
 from lm_trax.errors import UserError
 
 
@@ -61,7 +63,7 @@ def detected_cluster():
   if 'OMPI_MCA_orte_hnp_uri' in env:
     return 'openmpi'
   try:
-    from jax._src import hardware_utils  # pylint: disable=g-import-not-at-top
+    from jax._src import hardware_utils  # pylint: disable=g-import-not-at-top  (private: may be gone)
     n_tpu_chips, _ = hardware_utils.num_available_tpu_chips_and_device_id()
   except Exception:  # pylint: disable=broad-except  (a private JAX module)
     n_tpu_chips = 0
@@ -116,13 +118,12 @@ def is_chief():
 
 
 def quiet_unless_chief():
-  """Stops trax's Loop printing its 'Step ...' lines in processes other than
-  0 (they still go to absl logging)."""
+  """A context in which trax's Loop prints its 'Step ...' lines in process 0
+  only (in the others they still go to absl logging); lm_trax.loop.Loop
+  builds and runs inside it."""
   if is_chief():
-    return
-  from trax.supervised import training as trax_training  # pylint: disable=g-import-not-at-top
-  from absl import logging  # pylint: disable=g-import-not-at-top
-  trax_training._log = lambda s, stdout=True: logging.info(s)  # pylint: disable=protected-access
+    return contextlib.nullcontext()
+  return trax_internals.loop_messages_to_log_only()
 
 
 # How a global batch is split --------------------------------------------------
@@ -177,7 +178,6 @@ def split_state(state, n_devices):
   """
   if n_devices == 1:
     return state
-  from jax.sharding import Mesh, NamedSharding, PartitionSpec  # pylint: disable=g-import-not-at-top
   sharding = NamedSharding(Mesh(np.array(jax.local_devices()), ('devices',)),
                            PartitionSpec('devices'))
 
@@ -214,15 +214,14 @@ def cross_process_update_fn(trainer, layout):
   axis of 1), which averages over every device of every process; the rng is
   split over the processes as trax splits it over devices.
   """
-  from trax.optimizers import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
-  forward_and_backward = trainer._forward_and_backward_fn  # pylint: disable=protected-access
+  forward_and_backward = trax_internals.forward_and_backward_fn(trainer)
   optimizer = trainer.optimizer
 
   @functools.partial(jax.pmap, axis_name='batch')
   def update(weights_and_slots, step, opt_params, batch, state, rng):
     weights, slots = weights_and_slots
     (loss, state), gradients = forward_and_backward(batch, weights, state, rng)
-    gradients = trainer_lib._average_multidevice_gradients(gradients)  # pylint: disable=protected-access
+    gradients = trax_internals.average_gradients_across_devices(gradients)
     weights, slots, stats = optimizer.tree_update(
         step, gradients, weights, slots, opt_params, store_slots=False)
     stats['loss'] = loss

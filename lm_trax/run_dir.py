@@ -17,10 +17,10 @@ train() writes, and every command that uses a trained model reads:
   train/ eval/ valid/              TensorBoard event files (trax's, and
                                    lm_trax.loop.TensorBoard's)
 
-`Run` opens one for evaluation, scoring, generation and the Python API:
-nothing else, in particular no corpus, is needed to rebuild the trained
-model. This module imports neither trax nor TensorFlow (plot and sweep
-reports read metrics without them); `Run` imports them when it builds a model.
+lm_trax.trained.Run opens one for evaluation, scoring, generation and the
+Python API: nothing else, in particular no corpus, is needed to rebuild the
+trained model. This module imports neither trax nor TensorFlow (plot and
+sweep reports read metrics without them).
 """
 
 import datetime
@@ -35,10 +35,7 @@ import subprocess
 import sys
 import time
 
-from lm_trax import checkpoints
-from lm_trax import config
 from lm_trax import files
-from lm_trax import vocab as vocab_lib
 from lm_trax.errors import UserError
 
 CONFIG_FILE = 'config.gin'
@@ -210,105 +207,3 @@ class MetricsLog:
         record = json.loads(line)
         latest[(record['kind'], record['step'])] = record
     return sorted(latest.values(), key=lambda r: (r['step'], r['kind']))
-
-
-class Run:
-  """A trained run: its vocabulary, config and a way to build its model.
-
-  Opening a run reads its config.gin once and keeps what it sets (the model
-  function with its hyperparameters, the corpus and the batching) as plain
-  values: the process's gin configuration is left as it was, and several
-  runs can be open side by side.
-  """
-
-  def __init__(self, output_dir, checkpoint=checkpoints.LATEST):
-    """Opens output_dir; checkpoint is 'latest', 'best' or a step number."""
-    self.output_dir = pathlib.Path(output_dir).expanduser()
-    if not self.output_dir.is_dir():
-      raise UserError(f'run directory {self.output_dir} does not exist; '
-                      'train one first: python train.py --gin_file=...')
-    try:
-      checkpoint = checkpoints.parse_choice(checkpoint)
-    except ValueError as e:
-      raise UserError(f'{e}; {self.output_dir} has '
-                      f'{checkpoints.describe(self.output_dir)}') from None
-    self.checkpoint = checkpoints.model_file(self.output_dir, checkpoint)
-    if self.checkpoint is None:
-      what = (f'checkpoint at step {checkpoint}'
-              if isinstance(checkpoint, int) else f'{checkpoint} checkpoint')
-      raise UserError(f'{self.output_dir} has no {what}; it has '
-                      f'{checkpoints.describe(self.output_dir)}')
-    if not (self.output_dir / CONFIG_FILE).is_file():
-      raise UserError(f'{self.output_dir}/{CONFIG_FILE} is missing: '
-                      f'{self.output_dir} is not a run directory of train.py')
-    self.vocab = vocab_lib.Vocab.load(self.output_dir)
-    from lm_trax import corpora  # pylint: disable=g-import-not-at-top
-    from lm_trax import data  # pylint: disable=g-import-not-at-top
-    from lm_trax import compat  # pylint: disable=g-import-not-at-top
-    with compat.gin_isolated():
-      config.parse([str(self.output_dir / CONFIG_FILE)])
-      self._model_fn = config.bound_model('train.model')
-      self._batching_settings = config.settings(data.Batching)
-      self._corpus_settings = config.settings(corpora.Corpus)
-    self._predictor = None
-
-  def batching(self):
-    """The run's Batching."""
-    from lm_trax import data  # pylint: disable=g-import-not-at-top
-    return data.Batching(**self._batching_settings)
-
-  def corpus(self, data_dir=None):
-    """The run's Corpus, read from data_dir if given."""
-    from lm_trax import corpora  # pylint: disable=g-import-not-at-top
-    settings = dict(self._corpus_settings)
-    if data_dir:
-      settings['data_dir'] = data_dir
-    return corpora.Corpus(**settings)
-
-  def predictor(self):
-    """The trained model as an lm_trax.inference.Predictor: what every
-    command runs. Built once per Run (weights loaded, jitted functions kept).
-
-    Raises:
-      UserError: if the checkpoint's weights do not fit the configured model.
-    """
-    if self._predictor is None:
-      from lm_trax import inference  # pylint: disable=g-import-not-at-top
-      self._predictor = inference.Predictor(self._model_fn, self.vocab,
-                                            self.model().weights)
-    return self._predictor
-
-  def model(self, mode='eval', batch_size=1, seq_len=1, carry_state=True):
-    """The trained trax model, weights loaded (NT-ASGD's average once
-    averaging started), state fresh for inputs (batch_size, seq_len).
-
-    Raises:
-      UserError: if the checkpoint's weights do not fit the configured model.
-    """
-    import jax  # pylint: disable=g-import-not-at-top
-    import numpy as np  # pylint: disable=g-import-not-at-top
-    from trax import shapes  # pylint: disable=g-import-not-at-top
-    from lm_trax import averaging  # pylint: disable=g-import-not-at-top
-    model = self._model_fn(vocab_size=self.vocab.size, mode=mode,
-                           carry_state=carry_state)
-    signature = shapes.ShapeDtype((batch_size, seq_len), np.int32)
-    _, init_state = model.init(signature)
-    expected = [np.shape(w) for w in jax.tree_util.tree_leaves(model.weights)]
-    try:
-      model.init_from_file(str(self.checkpoint), weights_only=True,
-                           input_signature=signature)
-    except Exception as e:  # pylint: disable=broad-except
-      raise UserError(f'cannot load {self.checkpoint} into the model of '
-                      f'{self.output_dir}/{CONFIG_FILE} ({type(e).__name__}: '
-                      f'{e}); was {CONFIG_FILE} edited?') from e
-    loaded = [np.shape(w) for w in jax.tree_util.tree_leaves(model.weights)]
-    if loaded != expected:
-      raise UserError(f'the checkpoint {self.checkpoint} does not fit the '
-                      f'model in {self.output_dir}/{CONFIG_FILE} (weight '
-                      f'shapes {loaded[:3]}... vs {expected[:3]}...); was '
-                      f'{CONFIG_FILE} edited?')
-    averaged = averaging.load(self.checkpoint.parent, model.weights)
-    if averaged is not None:  # NT-ASGD: the averaged weights are the model.
-      model.weights = averaged[1]
-    model.state = init_state  # Fresh zero state for this batch size.
-    return model

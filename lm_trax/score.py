@@ -24,7 +24,8 @@ import numpy as np
 
 from lm_trax import cli
 from lm_trax import inference
-from lm_trax.errors import UserError
+from lm_trax import process
+from lm_trax.errors import UserError, exit_with
 
 
 @dataclasses.dataclass
@@ -53,7 +54,7 @@ def score_lines(run, lines, skip_unknown=False, batch_size=32):
   """Scores each line of text on its own.
 
   Args:
-    run: a lm_trax.run_dir.Run.
+    run: a lm_trax.trained.Run.
     lines: strings, without their line ends.
     skip_unknown: drop tokens outside the vocabulary instead of mapping words
       to <unk> (or, for characters, raising UserError naming them).
@@ -121,9 +122,12 @@ def main(argv=None):
   parser.add_argument('--skip_unknown', action='store_true',
                       help='drop tokens outside the vocabulary')
   args = parser.parse_args(argv)
+  process.set_up()
   try:
-    from lm_trax import run_dir  # pylint: disable=g-import-not-at-top
-    run = run_dir.Run(args.output_dir, args.checkpoint)
+    # Imported here, not above, so that the command answers --help without
+    # loading trax or TensorFlow.
+    from lm_trax import trained  # pylint: disable=g-import-not-at-top
+    run = trained.Run(args.output_dir, args.checkpoint)
     if args.next is not None:
       for token, prob in next_tokens(run, args.next, args.top_k,
                                      args.skip_unknown):
@@ -145,7 +149,6 @@ def main(argv=None):
         print(f'logprob={s.logprob:.4f}\ttokens={s.tokens}\tppl={s.ppl:.2f}\t'
               f'{s.text}')
   except UserError as e:
-    from lm_trax.errors import exit_with  # pylint: disable=g-import-not-at-top
     exit_with(e, args.verbose)
 
 

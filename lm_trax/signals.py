@@ -11,6 +11,7 @@ import signal
 from lm_trax import compat  # pylint: disable=unused-import,g-bad-import-order  (before trax)
 from trax.supervised import callbacks as trax_callbacks
 
+from lm_trax import trax_internals
 from lm_trax.errors import UserError
 
 
@@ -50,7 +51,7 @@ class StopOnSignal(trax_callbacks.TrainingStepCallback):
     self._loop.save_checkpoint('model')
     name = signal.Signals(self.requested).name
     raise Interrupted(f'stopped by {name} at step {step}; checkpoint saved in '
-                      f'{self._loop._output_dir}; rerun the same command to '  # pylint: disable=protected-access
+                      f'{self._loop.output_dir}; rerun the same command to '
                       'resume', self.requested)
 
 
@@ -58,7 +59,7 @@ class stop_on_signals:  # pylint: disable=invalid-name
   """Routes SIGINT/SIGTERM to the Loop's StopOnSignal while training."""
 
   def __init__(self, loop):
-    self._stopper = next(c for c in loop._callbacks  # pylint: disable=protected-access
+    self._stopper = next(c for c in trax_internals.callbacks(loop)
                          if isinstance(c, StopOnSignal))
     self._previous = {}
 

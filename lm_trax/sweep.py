@@ -1,7 +1,7 @@
 """Gin parameter sweeps: a grid of bindings -> one run per point -> a table.
 
   python -m lm_trax.sweep --gin_file gin/ptb_lstm.gin \\
-      --sweep 'LSTMLM.d_model = [200, 400]' --sweep 'train.n_steps = [1000]' \\
+      --sweep 'RecurrentLM.d_model = [200, 400]' --sweep 'train.n_steps = [1000]' \\
       --output_dir runs/my_sweep [--workers N]
   python -m lm_trax.sweep --gin_file gin/ptb_lstm.gin \\
       --grid gin/sweeps/ptb_lstm_width_dropout.yaml \\
@@ -21,7 +21,7 @@ that vary (a parameter with one value is the same for all points):
   runs/my_sweep/
     sweep.json                      the sweep: gin files, bindings, grid
                                     (and named points, see below)
-    LSTMLM.d_model=200/
+    RecurrentLM.d_model=200/
       (a run directory of train.py: checkpoint, config.gin, metrics.jsonl...)
       status.json                   running | finished | failed | interrupted,
                                     start/end time, wall time, error line
@@ -38,8 +38,8 @@ param), applied after the optional `every_point` bindings shared by all:
     train.n_epochs: 6
   points:
     full: {}
-    no_variational: {LSTMLM.variational: false}
-    no_ar_tar: {LSTMLM.activation_reg: 0.0, LSTMLM.temporal_activation_reg: 0.0}
+    no_variational: {RecurrentLM.variational: false}
+    no_ar_tar: {RecurrentLM.activation_reg: 0.0, RecurrentLM.temporal_activation_reg: 0.0}
 
 Values follow the grid's rules (null is gin's None). The points train in file
 order, each in a run directory named after it (runs/my_sweep/no_ar_tar/);
@@ -80,6 +80,7 @@ from absl import logging
 
 from lm_trax import cli
 from lm_trax import config
+from lm_trax import process
 from lm_trax import sweep_report
 from lm_trax import sweep_run
 from lm_trax.errors import UserError, exit_with
@@ -152,10 +153,12 @@ def main(argv=None):
     elif args.run_point:
       if args.cores:  # Before JAX or TensorFlow size their thread pools.
         os.sched_setaffinity(0, [int(c) for c in args.cores.split(',')])
+      process.set_up()
       sys.exit(_run_one_point(args.output_dir, args.run_point))
     else:
       if args.workers < 1:
         raise UserError(f'--workers must be at least 1, got {args.workers}')
+      process.set_up()  # Points may train in this process.
       sweep_run.run_sweep(sweep_from_args(args), args.output_dir,
                           args.workers)
       sweep_report.write_report(args.output_dir)

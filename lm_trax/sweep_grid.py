@@ -76,11 +76,11 @@ def parse_sweep_flag(text):
 
   Args:
     text: a gin binding whose value is a list, e.g.
-      'LSTMLM.d_model = [200, 400]' or
+      'RecurrentLM.d_model = [200, 400]' or
       'train.optimizer = [@trax.optimizers.SGD, @trax.optimizers.Adam]'.
 
   Returns:
-    (param, gin texts of the values), e.g. ('LSTMLM.d_model', ['200', '400']).
+    (param, gin texts of the values), e.g. ('RecurrentLM.d_model', ['200', '400']).
 
   Raises:
     UserError: if text is not one gin binding of a non-empty list.
@@ -142,7 +142,7 @@ def load_grid_file(path):
   data = read_yaml(path)
   if not isinstance(data, dict) or not data:
     raise UserError(f'grid file {path} must map gin parameters to lists, '
-                    "e.g. 'LSTMLM.d_model: [200, 400]'")
+                    "e.g. 'RecurrentLM.d_model: [200, 400]'")
   return [(str(param), _gin_texts(param, _references_from_yaml(values),
                                   f'grid file {path}'))
           for param, values in data.items()]
@@ -157,7 +157,7 @@ def make_grid(grid_file=None, sweep_flags=()):
   grid = load_grid_file(grid_file) if grid_file else []
   grid += [parse_sweep_flag(text) for text in sweep_flags]
   if not grid:
-    raise UserError("give a grid: --sweep 'LSTMLM.d_model = [200, 400]' "
+    raise UserError("give a grid: --sweep 'RecurrentLM.d_model = [200, 400]' "
                     '(repeatable) or --grid gin/sweeps/NAME.yaml')
   repeated = [p for p, n in collections.Counter(p for p, _ in grid).items()
               if n > 1]
@@ -210,7 +210,7 @@ def _one_value_bindings(bindings, source):
     return ()
   if not isinstance(bindings, dict):
     raise UserError(f'{source} must map gin parameters to one value each, '
-                    'e.g. {LSTMLM.variational: false}')
+                    'e.g. {RecurrentLM.variational: false}')
   return tuple((str(param), repr(_references_from_yaml(value)))
                for param, value in bindings.items())
 
@@ -302,8 +302,8 @@ def _digest(assignments):
 def point_name(assignments):
   """A readable directory name that depends only on the given bindings.
 
-  ('LSTMLM.d_model', '200'), ('LSTMLM.dropout', '0.5') ->
-  'LSTMLM.d_model=200,LSTMLM.dropout=0.5'. Names longer than 150 characters
+  ('RecurrentLM.d_model', '200'), ('RecurrentLM.dropout', '0.5') ->
+  'RecurrentLM.d_model=200,RecurrentLM.dropout=0.5'. Names longer than 150 characters
   are cut and end in a hash of the bindings.
   """
   name = ','.join(f'{_file_safe(param)}={_file_safe(value)}'

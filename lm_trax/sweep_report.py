@@ -158,7 +158,7 @@ def markdown_table(sweep, valid_kind, rows):
 
 
 def curve_label(sweep, point):
-  """'LSTMLM.d_model=200, LSTMLM.dropout=0.5': the point's swept values, or
+  """'RecurrentLM.d_model=200, RecurrentLM.dropout=0.5': the point's swept values, or
   its name in a points sweep."""
   if sweep.named_points is not None:
     return point.name

@@ -61,6 +61,7 @@ def is_prepared(builder):
 
 
 def _tfds():
+  # Not above: only TFDS corpora need TensorFlow (see the module docstring).
   from lm_trax import compat  # pylint: disable=g-import-not-at-top,unused-import  (quiet TensorFlow)
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   return tfds

@@ -14,6 +14,8 @@ from absl import flags
 from absl import logging
 
 from lm_trax import config
+from lm_trax import process
+from lm_trax import trax_internals
 from lm_trax.errors import UserError, exit_with, one_line
 
 # How the help names the command; {command} is the command as typed.
@@ -75,18 +77,21 @@ def run(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   if not FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # trax prints its progress itself.
+  process.set_up()  # Before TensorFlow and XLA start their threads.
   # Imported here, not above, so that --help answers at once instead of after
   # the seconds that importing trax, JAX and TensorFlow takes; compat first,
   # as its fixes (and quieter imports) must precede trax's import.
   from lm_trax import compat  # pylint: disable=g-import-not-at-top,unused-import
   from lm_trax import parallel  # pylint: disable=g-import-not-at-top
   from lm_trax import signals  # pylint: disable=g-import-not-at-top
-  from lm_trax import training  # pylint: disable=g-import-not-at-top
   try:
     processes = parallel.initialize(FLAGS.coordinator_address,
                                     FLAGS.num_processes, FLAGS.process_id)
     if processes and parallel.is_chief():
       print(processes, flush=True)
+    # After initialize: importing training starts JAX's devices
+    # (lm_trax.inference makes a random key when it is imported).
+    from lm_trax import training  # pylint: disable=g-import-not-at-top
     if not FLAGS.gin_file:
       raise UserError('give a config: --gin_file=gin/ptb_lstm.gin (shipped '
                       f'configs: {config.GIN_DIR})')
@@ -121,16 +126,12 @@ def _usage(command):
   flags of the module named sys.argv[0]: neither is this module when the
   console script or train.py imports it, so both are pointed here.
   """
-  main_module = sys.modules['__main__']
-  saved_doc = main_module.__doc__
   text = USAGE.format(command=command, gin_dir=config.GIN_DIR)
-  main_module.__doc__ = text.replace('%', '%%')  # absl expands %s in it.
   for flag in _FLAGS:
     FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[flag.name])
-  try:
+  # absl expands %s in the usage text.
+  with trax_internals.main_docstring(text.replace('%', '%%')):
     yield
-  finally:
-    main_module.__doc__ = saved_doc
 
 
 if __name__ == '__main__':

@@ -35,7 +35,7 @@ from trax.supervised import training as trax_training
 
 from lm_trax import corpora
 from lm_trax import data as data_lib
-from lm_trax import evaluate
+from lm_trax import evaluation
 from lm_trax import layers
 from lm_trax import loop as loop_lib
 from lm_trax import losses
@@ -146,7 +146,8 @@ def train(output_dir,
       it.
     batching: an lm_trax.data.Batching; default: `Batching()` as gin
       configures it.
-    model: a model function such as LSTMLM, called with vocab_size and mode.
+    model: a model function such as RecurrentLM, called with vocab_size and
+      mode.
     optimizer: a trax optimizer class, e.g. trax.optimizers.SGD.
     lr_schedule: called as lr_schedule(steps_per_epoch=S) -> (step -> lr).
     n_steps: total training steps (a resumed run continues up to it); takes
@@ -191,7 +192,6 @@ def train(output_dir,
   # layer is built, before the Loop seeds it: seed everything here.
   random.seed(seed)
   np.random.seed(seed)
-  parallel.quiet_unless_chief()
   layout = parallel.Layout.current()
   corpus = corpus or corpora.Corpus()
   batching = batching or data_lib.Batching()
@@ -276,7 +276,7 @@ def train(output_dir,
       token_counter=token_counter,
       metrics_log=run_dir.MetricsLog(output_dir),
       exact_validation=(
-          evaluate.ExactValidation(model, vocab, batching, valid_text)
+          evaluation.ExactValidation(model, vocab, batching, valid_text)
           if exact_eval_every else None),
       exact_eval_at=exact_eval_at,
       log_at=at_interval_or_end(log_every) if log_every else None,

@@ -46,6 +46,7 @@ import pathlib
 import numpy as np
 
 from lm_trax import files
+from lm_trax import trax_internals
 from lm_trax.errors import UserError
 
 PAD, UNK, EOS = '<pad>', '<unk>', '<eos>'
@@ -136,7 +137,7 @@ class Vocab:
 
   def lengths(self, ids):
     """(characters, words) of the text the ids (T,) stand for: what bits per
-    character and perplexity per word divide by (lm_trax.evaluate).
+    character and perplexity per word divide by (lm_trax.evaluation).
 
     The text is the decoded one: words joined by single spaces with a '\n'
     per <eos> (an <unk> counts as its 5 characters, as PTB writes it);
@@ -223,10 +224,10 @@ class SubwordVocab(Vocab):
     and <EOS>, as ours."""
     if self._encoder is None:
       self._encoder = _text_encoder().SubwordTextEncoder()
-      # What trax's loader does with the lines of a vocabulary file (there,
-      # one quoted subword a line): the subword table, then the alphabet.
-      self._encoder._load_from_file_object(  # pylint: disable=protected-access
-          f"'{piece}'" for piece in _trax_reserved() + self.tokens[2:])
+      # The lines of a trax vocabulary file: one quoted subword each.
+      trax_internals.load_subwords(
+          self._encoder,
+          [f"'{piece}'" for piece in _trax_reserved() + self.tokens[2:]])
     return self._encoder
 
   def fields(self):
@@ -275,7 +276,10 @@ class SubwordVocab(Vocab):
 def _text_encoder():
   """trax.data.text_encoder, imported when first needed (it imports
   TensorFlow)."""
-  from lm_trax import compat  # pylint: disable=g-import-not-at-top,unused-import  (before trax)
+  # Not above: only subword vocabularies need trax, and the modules that
+  # must start without TensorFlow (the commands' --help, plots) import this
+  # one. compat before trax.
+  from lm_trax import compat  # pylint: disable=g-import-not-at-top,unused-import
   from trax.data import text_encoder  # pylint: disable=g-import-not-at-top
   return text_encoder
 

@@ -8,8 +8,13 @@ import jax
 import pytest
 
 # No persistent compilation cache in tests (or their subprocesses): they
-# count and time compilations. Set before lm_trax is imported.
+# count and time compilations. Set before the process is set up.
 os.environ['LM_TRAX_JAX_CACHE'] = 'off'
+
+# The tests run in a process set up as the commands set up theirs (glibc
+# reuses freed memory), before TensorFlow and trax are imported.
+from lm_trax import process  # pylint: disable=wrong-import-position
+process.set_up()
 
 from lm_trax import configurables  # pylint: disable=unused-import,wrong-import-position  (trax fixes, gin names)
 

@@ -11,7 +11,7 @@ import lm_trax
 from lm_trax import adaptation
 from lm_trax import evaluate
 from lm_trax import inference
-from lm_trax import run_dir
+from lm_trax import trained
 from lm_trax.errors import UserError
 
 from conftest import ADAM_6_STEPS  # pylint: disable=g-bad-import-order
@@ -48,7 +48,7 @@ def _model_pass(predictor, ids):
 
 @pytest.mark.parametrize('which', ['word_run', 'tied_run'])
 def test_the_hidden_forward_gives_the_models_logits(which, request):
-  predictor = run_dir.Run(request.getfixturevalue(which)).predictor()
+  predictor = trained.Run(request.getfixturevalue(which)).predictor()
   ids = inference.primed(predictor.vocab.eos_id,
                          predictor.vocab.encode(TEXT))[None]
   state = predictor.fresh_state(1)
@@ -65,7 +65,7 @@ def test_the_hidden_forward_gives_the_models_logits(which, request):
   if which == 'tied_run':  # The hidden states are what the output layer reads.
     (table,) = [w for w in jax.tree_util.tree_leaves(predictor.weights)
                 if np.shape(w) == (predictor.vocab.size, 16)]  # Used twice.
-    bias = predictor.weights[-1]
+    bias = jax.tree_util.tree_leaves(predictor.weights)[-1]
     np.testing.assert_allclose(hidden @ table.T + bias, logits, rtol=1e-5,
                                atol=1e-5)
 
@@ -106,7 +106,7 @@ def test_dynamic_evaluation_runs_on_the_nplm(nplm_run):
 # Causality ------------------------------------------------------------------------
 
 def test_changing_later_tokens_leaves_earlier_probabilities_alone(word_run):
-  predictor = run_dir.Run(word_run).predictor()
+  predictor = trained.Run(word_run).predictor()
   ids = predictor.vocab.encode(TEXT * 2)
   changed = ids.copy()
   t = 16  # Mid-segment: the segment of 3 holding t also holds t + 1.
@@ -192,7 +192,7 @@ def _picked(table, targets):
 
 def test_the_cache_on_a_model_equals_the_formula_on_its_hidden_states(
     word_run):
-  predictor = run_dir.Run(word_run).predictor()
+  predictor = trained.Run(word_run).predictor()
   ids = predictor.vocab.encode(TEXT * 2)
   cache = adaptation.Cache(size=7, theta=0.5, lam=0.3)
   got = adaptation.adapted_log_probs(predictor, ids, cache=cache, chunk_len=8)
@@ -215,9 +215,9 @@ def _checkpoint_digests(output_dir):
                                                         decay=0.01)])
 def test_dynamic_evaluation_learns_a_repeated_text_and_changes_no_weights(
     word_run, dynamic):
-  run = run_dir.Run(word_run)
+  run = trained.Run(word_run)
   predictor = run.predictor()
-  trained = [np.array(w) for w in jax.tree_util.tree_leaves(predictor.weights)]
+  weights = [np.array(w) for w in jax.tree_util.tree_leaves(predictor.weights)]
   on_disk = _checkpoint_digests(word_run)
   ids = predictor.vocab.encode(TEXT)
   repeated = np.concatenate([ids, ids])
@@ -231,7 +231,7 @@ def test_dynamic_evaluation_learns_a_repeated_text_and_changes_no_weights(
   plain = _plain_log_probs(predictor, repeated)
   second = slice(len(ids), None)
   assert -adapted[second].mean() < -plain[second].mean() - 0.02
-  for before, after in zip(trained,
+  for before, after in zip(weights,
                            jax.tree_util.tree_leaves(predictor.weights)):
     np.testing.assert_array_equal(before, np.asarray(after))
   assert _checkpoint_digests(word_run) == on_disk

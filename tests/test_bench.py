@@ -110,9 +110,8 @@ def test_eval_speed_prints_its_table(bench_script, capsys):
   assert ratio == pytest.approx(bound / ours, abs=0.005 + bound / ours ** 2)
 
 
-@pytest.mark.parametrize('model_name', ['LSTMLM', 'GRULM'])
-def test_the_bare_loop_computes_the_models_log_probs(bench_script,
-                                                     model_name):
+@pytest.mark.parametrize('cell', ['lstm', 'gru', 'mgu'])
+def test_the_bare_loop_computes_the_models_log_probs(bench_script, cell):
   """The eval bound does the model's work, not less: with the model's
   weights, bench/bare.py's loop gives lm_trax.evaluate's log-probabilities
   (two chunks, the state carried across)."""
@@ -124,16 +123,17 @@ def test_the_bare_loop_computes_the_models_log_probs(bench_script,
   bare = bench_script('bare.py')
   vocab = vocab_lib.Vocab('word', [vocab_lib.PAD, vocab_lib.UNK, vocab_lib.EOS]
                           + [f'w{i}' for i in range(27)])
-  model_fn = functools.partial(getattr(models, model_name), d_model=8,
+  model_fn = functools.partial(models.RecurrentLM, cell=cell, d_model=8,
                                n_layers=2)
   predictor = inference.Predictor(model_fn, vocab)
   ids = np.random.default_rng(0).integers(1, vocab.size, 24).astype(np.int32)
   expected = predictor.stream_log_probs(ids, chunk_len=12)
 
-  cell, params = bare['recurrent_params_of'](predictor.model)
+  model_cell, params = bare['recurrent_params_of'](predictor.model)
+  assert model_cell.name == cell
   inputs = inference.primed(vocab.eos_id, ids)[:-1].reshape(2, 12)
-  state = bare['zero_state'](cell, 2, 1, 8)
-  got = bare['score_recurrent'](cell, params, state, inputs,
+  state = bare['zero_state'](model_cell, 2, 1, 8)
+  got = bare['score_recurrent'](model_cell, params, state, inputs,
                                 ids.reshape(2, 12))
   np.testing.assert_allclose(np.asarray(got).reshape(-1), expected,
                              rtol=1e-5, atol=1e-5)

@@ -3,6 +3,7 @@
 import contextlib
 import json
 import os
+import platform
 import subprocess
 import sys
 import textwrap
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 from lm_trax import compat
+from lm_trax import process
 from lm_trax.errors import UserError
 
 
@@ -178,20 +180,22 @@ _PAGES = 3000 * 3000 * 4 // 4096
 
 
 @pytest.mark.skipif(sys.platform != 'linux', reason='glibc on Linux only')
-def test_g_large_temporaries_are_not_faulted_in_again_on_every_run():
+def test_g_large_temporaries_are_not_faulted_in_again_on_every_run(
+    monkeypatch):
   """Without the fix (a process of JAX alone), each run of a program with a
   36 MB temporary page-faults its 8,800 pages in again (glibc mmaps it each
-  time); with it (this process, which imported lm_trax.compat), the memory
-  is reused."""
-  import platform  # pylint: disable=g-import-not-at-top
+  time); with it (this process, set up as a command sets up its own:
+  lm_trax.process.set_up, which conftest calls too), the memory is
+  reused."""
   if platform.libc_ver()[0] != 'glibc':
     pytest.skip('glibc only')
-  env = {k: v for k, v in os.environ.items() if k != 'LM_TRAX_MALLOC'}
+  monkeypatch.delenv('LM_TRAX_MALLOC', raising=False)
   done = subprocess.run(
       [sys.executable, '-c', _FAULTS_PER_RUN + 'print(faults_per_run())'],
-      capture_output=True, text=True, env=env, check=True, timeout=600)
+      capture_output=True, text=True, check=True, timeout=600)
   without_fix = json.loads(done.stdout.strip().splitlines()[-1])
   assert without_fix[1] > 0.9 * _PAGES, without_fix
+  process.set_up()
   namespace = {}
   exec(_FAULTS_PER_RUN, namespace)  # pylint: disable=exec-used
   with_fix = namespace['faults_per_run']()
@@ -200,7 +204,49 @@ def test_g_large_temporaries_are_not_faulted_in_again_on_every_run():
 
 def test_g_the_users_own_malloc_settings_are_left_alone(monkeypatch):
   monkeypatch.setenv('GLIBC_TUNABLES', 'glibc.malloc.arena_max=4')
-  assert not compat.reuse_freed_memory()
+  assert not process.reuse_freed_memory()
   monkeypatch.delenv('GLIBC_TUNABLES')
   monkeypatch.setenv('LM_TRAX_MALLOC', 'default')
-  assert not compat.reuse_freed_memory()
+  assert not process.reuse_freed_memory()
+
+
+_PROCESS_SETTINGS = textwrap.dedent('''
+    import ctypes, importlib, json, pkgutil
+    import lm_trax
+    calls = []  # Every mallopt(parameter, value) looked up through ctypes.
+    find = ctypes.CDLL.__getattr__
+    ctypes.CDLL.__getattr__ = lambda lib, name: (
+        (lambda *args: calls.append(args) or 1) if name == 'mallopt'
+        else find(lib, name))
+    for module in sorted(m.name for m in pkgutil.iter_modules(lm_trax.__path__)):
+      importlib.import_module('lm_trax.' + module)
+    import jax
+    imported = {'mallopt': len(calls),
+                'cache': jax.config.jax_compilation_cache_dir}
+    from lm_trax import process
+    process.set_up()
+    print(json.dumps({'imported': imported,
+                      'set_up': {'mallopt': len(calls),
+                                 'cache': jax.config.jax_compilation_cache_dir}}))
+''')
+
+
+def test_g_and_the_compilation_cache_are_set_up_by_entry_points_not_imports(
+    tmp_path, monkeypatch):
+  """Importing every library and command module (trax and compat included)
+  neither calls mallopt nor points JAX at a compilation cache; the entry
+  points' set-up does both."""
+  for name in ('LM_TRAX_MALLOC', 'GLIBC_TUNABLES', 'LD_PRELOAD'):
+    monkeypatch.delenv(name, raising=False)
+  for name in [k for k in os.environ if k.startswith('MALLOC_')]:
+    monkeypatch.delenv(name)
+  monkeypatch.setenv('LM_TRAX_JAX_CACHE', str(tmp_path / 'jax'))
+  done = subprocess.run([sys.executable, '-c', _PROCESS_SETTINGS],
+                        capture_output=True, text=True, timeout=600,
+                        check=False)
+  assert done.returncode == 0, done.stderr[-3000:]
+  result = json.loads(done.stdout.strip().splitlines()[-1])
+  assert result['imported'] == {'mallopt': 0, 'cache': None}
+  expected_mallopts = 3 if platform.libc_ver()[0] == 'glibc' else 0
+  assert result['set_up'] == {'mallopt': expected_mallopts,
+                              'cache': str(tmp_path / 'jax')}

@@ -25,8 +25,8 @@ def test_a_compiled_program_is_written_to_the_cache(tmp_path):
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
   program = ('import jax\n'
-             'from lm_trax import compilation_cache\n'
-             'compilation_cache.enable()\n'
+             'from lm_trax import process\n'
+             'process.set_up()  # What each command does first.\n'
              'print(jax.jit(lambda x: x * 2 + 1)(1.0))\n')
   result = subprocess.run(
       [sys.executable, '-W', 'error::UserWarning', '-c', program],

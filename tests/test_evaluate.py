@@ -10,8 +10,10 @@ import pytest
 
 from lm_trax import corpora
 from lm_trax import evaluate
+from lm_trax import evaluation
 from lm_trax import run_dir
 from lm_trax import score
+from lm_trax import trained
 from lm_trax.errors import UserError
 
 from conftest import ADAM_6_STEPS, tiny_sentences  # pylint: disable=g-bad-import-order
@@ -42,7 +44,7 @@ def _brute_force_log_probs(run, ids):
 
 @pytest.mark.parametrize('which', ['word_run', 'nplm_run'])
 def test_stream_log_probs_equal_brute_force(which, request):
-  run = run_dir.Run(request.getfixturevalue(which))
+  run = trained.Run(request.getfixturevalue(which))
   ids = run.vocab.encode('the cat sees the ball\na dog likes a tree\n')
   fast = run.predictor().stream_log_probs(ids, chunk_len=5)
   np.testing.assert_allclose(fast, _brute_force_log_probs(run, ids),
@@ -102,9 +104,9 @@ def test_char_results_report_bits_per_character(char_run, tiny_data_dir):
 
 def test_line_trained_runs_are_scored_line_by_line(train_tiny_run, tmp_path):
   output_dir = train_tiny_run('shakespeare_gru.gin', ADAM_6_STEPS, tmp_path)
-  run = run_dir.Run(output_dir)
+  run = trained.Run(output_dir)
   text = 'All:\nSpeak, speak.\n\nAll:\n'
-  result = evaluate.evaluate_text(run, text, 'valid', progress=False)
+  result = evaluation.evaluate_text(run, text, 'valid', progress=False)
   lines = score.score_lines(run, ['All:', 'Speak, speak.', 'All:'])
   assert result.tokens == sum(s.tokens for s in lines) == 5 + 14 + 5
   # The blank line is not scored: neither are its characters and words.
@@ -114,7 +116,7 @@ def test_line_trained_runs_are_scored_line_by_line(train_tiny_run, tmp_path):
 
 
 def test_a_lines_score_is_the_sum_of_its_token_log_probs(word_run):
-  run = run_dir.Run(word_run)
+  run = trained.Run(word_run)
   line = 'the bird finds some food'
   (scored,) = score.score_lines(run, [line])
   ids = run.vocab.encode(line + '\n')
@@ -125,7 +127,7 @@ def test_a_lines_score_is_the_sum_of_its_token_log_probs(word_run):
 
 
 def test_top_k_next_tokens_follow_the_models_distribution(word_run):
-  run = run_dir.Run(word_run)
+  run = trained.Run(word_run)
   best = score.next_tokens(run, 'the cat', top_k=4)
   assert len(best) == 4
   probs = [p for _, p in best]
@@ -146,9 +148,9 @@ def test_top_k_next_tokens_follow_the_models_distribution(word_run):
 
 def test_unknown_words_map_to_unk_and_unknown_chars_are_errors(word_run,
                                                                char_run):
-  (scored,) = score.score_lines(run_dir.Run(word_run), ['the zebra sees'])
+  (scored,) = score.score_lines(trained.Run(word_run), ['the zebra sees'])
   assert scored.unknown == 1 and scored.tokens == 4
-  char = run_dir.Run(char_run)
+  char = trained.Run(char_run)
   with pytest.raises(UserError, match="'Z'"):
     score.score_lines(char, ['Zounds'])
   (skipped,) = score.score_lines(char, ['Zounds'], skip_unknown=True)
@@ -211,19 +213,19 @@ def test_a_checkpoint_is_chosen_by_step_and_a_missing_one_lists_the_others(
   from lm_trax import checkpoints  # pylint: disable=g-import-not-at-top
   steps = checkpoints.saved_steps(word_run)
   assert steps
-  run = run_dir.Run(word_run, steps[-1])
+  run = trained.Run(word_run, steps[-1])
   assert run.checkpoint.parent.name.endswith(f'{steps[-1]:08d}')
-  assert run_dir.Run(word_run, str(steps[-1])).checkpoint == run.checkpoint
+  assert trained.Run(word_run, str(steps[-1])).checkpoint == run.checkpoint
   with pytest.raises(UserError, match=r'has no checkpoint at step 99999; it '
                      r'has latest \(step \d+\)'):
-    run_dir.Run(word_run, 99999)
+    trained.Run(word_run, 99999)
   with pytest.raises(UserError, match="'latest', 'best' or a step number"):
-    run_dir.Run(word_run, 'newest')
+    trained.Run(word_run, 'newest')
 
 
 def test_scoring_one_string_instead_of_lines_is_a_clear_error(word_run):
   with pytest.raises(UserError, match='a list of lines, got one string'):
-    score.score_lines(run_dir.Run(word_run), 'the cat sees the ball')
+    score.score_lines(trained.Run(word_run), 'the cat sees the ball')
 
 
 def test_two_runs_open_side_by_side_and_leave_gin_as_it_was(
@@ -231,13 +233,13 @@ def test_two_runs_open_side_by_side_and_leave_gin_as_it_was(
   import gin  # pylint: disable=g-import-not-at-top
   gru_run = train_tiny_run('ptb_gru.gin', ADAM_6_STEPS)
   gin.clear_config()
-  gin.bind_parameter('LSTMLM.d_model', 99)  # The caller's own configuration.
+  gin.bind_parameter('RecurrentLM.d_model', 99)  # The caller's own configuration.
   before = gin.config_str()
   lines = ['the cat sees the ball', 'a dog likes the tree']
-  first = run_dir.Run(word_run)
+  first = trained.Run(word_run)
   scores = [s.logprob for s in score.score_lines(first, lines)]
-  second = run_dir.Run(gru_run)
+  second = trained.Run(gru_run)
   assert [s.logprob for s in score.score_lines(second, lines)] != scores
   assert [s.logprob for s in score.score_lines(first, lines)] == scores
   assert gin.config_str() == before
-  assert gin.query_parameter('LSTMLM.d_model') == 99
+  assert gin.query_parameter('RecurrentLM.d_model') == 99

@@ -12,7 +12,7 @@ from trax.layers import base
 from lm_trax import generate
 from lm_trax import inference
 from lm_trax import layers
-from lm_trax import run_dir
+from lm_trax import trained
 from lm_trax.errors import UserError
 
 # Fake models ----------------------------------------------------------------------
@@ -184,7 +184,7 @@ NO_EXACT_EVAL = ['train.exact_eval_every = 0']
 def char_run(train_tiny_run):
   """A character-level GRU trained 2 steps on lines of the tiny Shakespeare.
 
-  Its config.gin says GRULM.carry_state = False (lines start from zeros);
+  Its config.gin says RecurrentLM.carry_state = False (lines start from zeros);
   generation must still carry the state from the prompt on.
   """
   return train_tiny_run('shakespeare_gru.gin', NO_EXACT_EVAL)
@@ -208,7 +208,7 @@ def _allclose_trees(a, b):
                                           ('nplm_run', 'the cat sees the')])
 def test_priming_equals_running_the_prompt_through_the_model_in_eval_mode(
     which, prompt, request):
-  run = run_dir.Run(request.getfixturevalue(which))
+  run = trained.Run(request.getfixturevalue(which))
   ids, _ = inference.encode_prompt(run.vocab, prompt)
   primer = np.concatenate([[run.vocab.eos_id], ids]).astype(np.int32)[None]
   eval_model = run.model(mode='eval', batch_size=1, seq_len=primer.shape[1])
@@ -235,7 +235,7 @@ def test_priming_equals_running_the_prompt_through_the_model_in_eval_mode(
 
 
 def test_char_generation_continues_the_prompt_and_repeats_by_seed(char_run):
-  run = run_dir.Run(char_run)
+  run = trained.Run(char_run)
   samples = generate.generate(run, 'All:', length=30, num_samples=2, seed=3)
   assert len(samples) == 2 and all(s.startswith('All:') for s in samples)
   assert all(len(s) == 4 + 30 for s in samples)
@@ -249,7 +249,7 @@ def test_char_generation_continues_the_prompt_and_repeats_by_seed(char_run):
 
 
 def test_word_generation_maps_unknown_words_and_detokenizes(nplm_run, capsys):
-  run = run_dir.Run(nplm_run)
+  run = trained.Run(nplm_run)
   (text,) = generate.generate(run, 'The cat zzyzx', length=10, seed=0,
                               stop_at_eos=True)
   assert text.startswith('The cat <unk>')  # 'The' is read as 'the'.
@@ -291,7 +291,7 @@ def test_bad_options_are_user_errors(options, flag):
 
 
 def test_unknown_prompt_characters_are_an_error_naming_them(char_run):
-  run = run_dir.Run(char_run)
+  run = trained.Run(char_run)
   with pytest.raises(UserError, match=r"2 character\(s\).*'Z', 'é'"):
     generate.generate(run, 'All: Zé', length=5)
 
@@ -302,10 +302,10 @@ def test_a_checkpoint_that_does_not_fit_its_config_is_a_user_error(char_run,
   shutil.copytree(char_run, broken)
   gin_path = broken / 'config.gin'
   text = gin_path.read_text()
-  assert 'GRULM.d_model = 16' in text
-  gin_path.write_text(text.replace('GRULM.d_model = 16', 'GRULM.d_model = 24'))
+  assert 'RecurrentLM.d_model = 16' in text
+  gin_path.write_text(text.replace('RecurrentLM.d_model = 16', 'RecurrentLM.d_model = 24'))
   with pytest.raises(UserError, match='does not fit|cannot load'):
-    generate.generate(run_dir.Run(broken), 'All:', length=5)
+    generate.generate(trained.Run(broken), 'All:', length=5)
 
 
 # Command line -----------------------------------------------------------------------

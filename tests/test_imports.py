@@ -1,7 +1,9 @@
 """What loads what: the commands answer --help, plots and sweep reports are
 drawn, without importing TensorFlow or trax; `import lm_trax` is light."""
 
+import ast
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -65,3 +67,70 @@ def test_plot_draws_without_tensorflow_or_trax(tmp_path):
                                    str(tmp_path / 'curves.png'))
   assert (tmp_path / 'curves.png').stat().st_size > 0
   assert heavy == []
+
+
+def import_graph(package_dir):
+  """{module: the lm_trax modules it imports}, read from the source of every
+  module under package_dir (lm_trax/), e.g. {'lm_trax.loop':
+  {'lm_trax.checkpoints', ...}}. Every import statement counts, those inside
+  function bodies too: an import deferred to a call is still a dependency,
+  and a cycle through it is still a cycle."""
+  package_dir = pathlib.Path(package_dir)
+  root = package_dir.name
+  modules = {}
+  for path in sorted(package_dir.rglob('*.py')):
+    parts = (root,) + path.relative_to(package_dir).with_suffix('').parts
+    if parts[-1] == '__init__':
+      parts = parts[:-1]
+    modules['.'.join(parts)] = path
+  graph = {}
+  for name, path in modules.items():
+    is_package = path.name == '__init__.py'
+    imported = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding='utf-8'))):
+      if isinstance(node, ast.Import):
+        imported.update(alias.name for alias in node.names)
+      elif isinstance(node, ast.ImportFrom):
+        base = node.module or ''
+        if node.level:  # Relative: from . import x, from .y import x.
+          package = name.split('.') if is_package else name.split('.')[:-1]
+          package = package[:len(package) - node.level + 1]
+          base = '.'.join(package + ([base] if base else []))
+        for alias in node.names:  # A module, or a name in module `base`.
+          full = f'{base}.{alias.name}'
+          imported.add(full if full in modules else base)
+    graph[name] = {m for m in imported if m in modules and m != name}
+  return graph
+
+
+def find_cycle(graph):
+  """A cycle [a, b, ..., a] of the graph, or None."""
+  done, path = set(), []
+
+  def visit(node):
+    if node in path:
+      return path[path.index(node):] + [node]
+    if node in done:
+      return None
+    path.append(node)
+    for successor in sorted(graph[node]):
+      cycle = visit(successor)
+      if cycle:
+        return cycle
+    path.pop()
+    done.add(node)
+    return None
+  for node in sorted(graph):
+    cycle = visit(node)
+    if cycle:
+      return cycle
+  return None
+
+
+def test_the_modules_import_each_other_without_a_cycle():
+  """Each module can be read and tested above the ones it imports: a layer
+  order exists (lm_trax.errors ... lm_trax.training ... the commands)."""
+  graph = import_graph(REPO / 'lm_trax')
+  assert 'lm_trax.training' in graph and graph['lm_trax.training']
+  cycle = find_cycle(graph)
+  assert cycle is None, 'lm_trax imports in a cycle: ' + ' -> '.join(cycle)

@@ -86,7 +86,7 @@ def test_shipped_configs_parse_with_their_includes_from_any_directory(
   config.parse(['ptb_lstm.gin', 'gin/tiny.gin'])
   config.check_trainable()
   assert gin.query_parameter('Corpus.name') == 'ptb'
-  assert gin.query_parameter('LSTMLM.d_model') == 16  # tiny.gin, parsed last.
+  assert gin.query_parameter('RecurrentLM.d_model') == 16  # tiny.gin, parsed last.
 
 
 def test_an_existing_path_wins_over_a_shipped_config(monkeypatch, tmp_path):
@@ -148,6 +148,11 @@ def test_the_wheel_contains_every_shipped_config(tmp_path):
   assert sorted(n.removeprefix('lm_trax/gin/') for n in names
                 if n.startswith('lm_trax/gin/')) == SHIPPED
   assert 'lm_trax/train_command.py' in names
+  source_modules = sorted(str(p.relative_to(REPO)) for p in
+                          (REPO / 'lm_trax').rglob('*.py')
+                          if 'gin' not in p.parts)
+  assert sorted(n for n in names if n.startswith('lm_trax/') and
+                n.endswith('.py') and '/gin/' not in n) == source_modules
   entry_points = zipfile.ZipFile(wheel).read(next(
       n for n in names if n.endswith('.dist-info/entry_points.txt'))).decode()
   assert 'lm-trax-train = lm_trax.train_command:main' in entry_points

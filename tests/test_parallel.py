@@ -36,7 +36,7 @@ REGULARIZED = ['train.lr_schedule = @constant_lr',
                'train.checkpoint_every = 2', 'constant_lr.learning_rate = -1.0']
 LINES = ["Batching.kind = 'lines'", 'Batching.boundaries = (8,)',
          'Batching.batch_sizes = (3, 1)', 'Batching.max_length = 16',
-         'LSTMLM.carry_state = False', 'train.n_steps = 12',
+         'RecurrentLM.carry_state = False', 'train.n_steps = 12',
          'train.eval_every = 4', 'train.exact_eval_every = 4']
 
 
@@ -153,7 +153,7 @@ _TWO_DEVICES = textwrap.dedent('''
     import json, pathlib, sys
     import jax
     import lm_trax
-    from lm_trax import config, evaluate, generate, parallel, run_dir, training
+    from lm_trax import config, evaluate, generate, parallel, trained, training
     from lm_trax.errors import UserError, one_line
     jax.config.update('jax_disable_most_optimizations', True)
     assert jax.device_count() == 2
@@ -172,7 +172,7 @@ _TWO_DEVICES = textwrap.dedent('''
     state = loop._trainer_per_task[0].accelerated_model_with_loss.state[0]
     result['state_shapes'] = [list(x.shape) for x in
                               jax.tree_util.tree_leaves(state)]
-    run = run_dir.Run(out / 'contiguous')
+    run = trained.Run(out / 'contiguous')
     result['evaluate'] = evaluate.evaluate(out / 'contiguous', data_dir=tiny,
                                            progress=False).loss
     result['generate'] = generate.generate(run, 'the cat', length=6,

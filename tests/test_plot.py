@@ -24,7 +24,7 @@ def two_tiny_runs(tiny_data_dir, tmp_path_factory):
     patch.setenv('LM_TRAX_DATA_DIR', str(tiny_data_dir))
     for run, d_model in zip(runs, (8, 16)):
       config.parse([str(GIN_DIR / 'ptb_lstm.gin'), str(GIN_DIR / 'tiny.gin')],
-                   ['Corpus.download = False', f'LSTMLM.d_model = {d_model}',
+                   ['Corpus.download = False', f'RecurrentLM.d_model = {d_model}',
                     'train.n_steps = 3'])
       training.train(output_dir=str(run))
   gin.clear_config()

@@ -17,3 +17,18 @@ def test_ci_runs_the_readme_test_command_verbatim():
 def test_readme_main_command_names_a_shipped_config():
   assert MAIN_COMMAND in (REPO / 'README.md').read_text().splitlines()
   assert (REPO / 'gin' / 'ptb_lstm.gin').is_file()
+
+
+def test_the_development_section_names_every_module():
+  """The README's module list and drawing keep up with lm_trax/: every
+  module (and the cells package) is named in its Development section."""
+  readme = (REPO / 'README.md').read_text()
+  development = readme[readme.index('\n## Development\n'):]
+  modules = [f'lm_trax/{p.name}' for p in (REPO / 'lm_trax').glob('*.py')
+             if p.name != '__init__.py'] + ['lm_trax/cells/']
+  missing = [m for m in modules if m not in development]
+  assert not missing, f'README.md, Development: add {missing}'
+  for module in modules:  # And the drawing names each one.
+    name = module.removeprefix('lm_trax/')
+    drawing = development[:development.index('lm_trax/corpora.py')]
+    assert name in drawing, f'README.md, Development drawing: add {name}'

@@ -15,12 +15,14 @@ from trax import layers as tl
 from trax import shapes
 
 from lm_trax import averaging
+from lm_trax import cells
 from lm_trax import config
 from lm_trax import evaluate
 from lm_trax import layers
 from lm_trax import models
 from lm_trax import optimizers
 from lm_trax import run_dir
+from lm_trax import trained
 from lm_trax import training
 
 GIN_DIR = pathlib.Path(__file__).resolve().parent.parent / 'gin'
@@ -93,7 +95,7 @@ def test_embedding_dropout_zeroes_the_dropped_words_vectors_in_the_model():
   model = models.LSTMLM(V, d_model=D, embedding_dropout=0.5, n_layers=1)
   ids = np.tile(np.arange(1, 9, dtype=np.int32), (B, 2))
   model.init(shapes.signature(ids))
-  embed = tl.Serial(model.sublayers[:2])  # Branch(embedding, mask), Multiply.
+  embed = tl.Serial(model.body[:2])  # Branch(embedding, mask), Multiply.
   vectors = _apply(embed, ids)
   zero_rows = np.all(vectors == 0.0, axis=-1)  # (B, 16)
   for word in range(1, 9):
@@ -106,16 +108,16 @@ def test_embedding_dropout_zeroes_the_dropped_words_vectors_in_the_model():
 
 def test_weight_dropping_uses_one_mask_for_the_whole_sequence():
   x = np.random.default_rng(1).normal(size=(B, T, D)).astype(np.float32)
-  train = layers.Recurrent('lstm', D, carry_state=False, weight_dropout=0.5,
-                           mode='train')
+  train = layers.Recurrent(cells.make('lstm'), D, carry_state=False,
+                           weight_dropout=0.5, mode='train')
   train.init(shapes.signature(x))
   rng = jax.random.PRNGKey(3)
   out, _ = train.pure_fn(x, train.weights, train.state, rng)
   # The same layer without dropping, its U replaced by one dropped matrix.
-  plain = layers.Recurrent('lstm', D, carry_state=False)
+  plain = layers.Recurrent(cells.make('lstm'), D, carry_state=False)
   plain.init(shapes.signature(x))
   train.rng = rng
-  dropped_u = train._dropped(train.weights[1])  # pylint: disable=protected-access
+  dropped_u = train._dropped({'w_h': train.weights[1]})['w_h']  # pylint: disable=protected-access
   kept = np.asarray(dropped_u != 0)
   assert 0.3 < kept.mean() < 0.7
   plain.weights = (train.weights[0], dropped_u, train.weights[2])
@@ -124,10 +126,10 @@ def test_weight_dropping_uses_one_mask_for_the_whole_sequence():
 
 def test_weight_dropping_is_off_in_eval_mode():
   x = np.random.default_rng(1).normal(size=(B, T, D)).astype(np.float32)
-  evaluating = layers.Recurrent('gru', D, carry_state=False,
+  evaluating = layers.Recurrent(cells.make('gru'), D, carry_state=False,
                                 weight_dropout=0.5, mode='eval')
   evaluating.init(shapes.signature(x))
-  plain = layers.Recurrent('gru', D, carry_state=False)
+  plain = layers.Recurrent(cells.make('gru'), D, carry_state=False)
   plain.init(shapes.signature(x))
   plain.weights = evaluating.weights
   np.testing.assert_array_equal(_apply(evaluating, x), plain(x))
@@ -250,10 +252,10 @@ def test_the_average_is_the_mean_of_the_iterates_since_the_trigger():
 # Gradient ascent makes every check worse than the one before: with nonmono 0
 # the trigger fires at the second exact validation (step 4), so steps 5-8 are
 # averaged.
-ASGD = ['train.model = @LSTMLM', 'LSTMLM.variational = True',
-        'LSTMLM.dropout = 0.2', 'LSTMLM.embedding_dropout = 0.1',
-        'LSTMLM.weight_dropout = 0.2', 'LSTMLM.activation_reg = 1.0',
-        'LSTMLM.temporal_activation_reg = 1.0', 'LSTMLM.tie_weights = True',
+ASGD = ['train.model = @RecurrentLM', 'RecurrentLM.variational = True',
+        'RecurrentLM.dropout = 0.2', 'RecurrentLM.embedding_dropout = 0.1',
+        'RecurrentLM.weight_dropout = 0.2', 'RecurrentLM.activation_reg = 1.0',
+        'RecurrentLM.temporal_activation_reg = 1.0', 'RecurrentLM.tie_weights = True',
         'train.optimizer = @lm_trax.SGD', 'lm_trax.SGD.weight_decay = 0.01',
         'train.lr_schedule = @constant_lr', 'constant_lr.learning_rate = -1.0',
         'train.nt_asgd_nonmono = 0', 'train.exact_eval_every = 2',
@@ -290,8 +292,7 @@ def test_evaluation_uses_the_averaged_weights(use_tiny_data, tmp_path):
   mean = _leaves(loop._average.mean)  # pylint: disable=protected-access
   assert any(not np.array_equal(a, b)
              for a, b in zip(mean, _leaves(loop.model.weights)))
-  from lm_trax import run_dir  # pylint: disable=g-import-not-at-top
-  model = run_dir.Run(tmp_path).model()
+  model = trained.Run(tmp_path).model()
   for a, b in zip(mean, _leaves(model.weights)):
     np.testing.assert_array_equal(a, b)
   # The last exact validation scored the average too: evaluate agrees.

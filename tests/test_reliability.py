@@ -92,7 +92,7 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(
 def test_a_run_directory_of_another_model_is_refused(use_tiny_data, tmp_path):
   _train(tmp_path, ['train.n_steps = 2'])
   with pytest.raises(UserError, match='different model'):
-    _train(tmp_path, ['train.n_steps = 2', 'LSTMLM.d_model = 24'])
+    _train(tmp_path, ['train.n_steps = 2', 'RecurrentLM.d_model = 24'])
 
 
 def test_a_run_of_another_optimizer_is_refused(use_tiny_data, tmp_path):
@@ -134,11 +134,11 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tiny_data_dir,
     ("Batching.batch_size = 'twenty'", 'Batching.batch_size must be a whole'),
     ('Batching.seq_len = 0', 'Batching.seq_len must be >= 1'),
     ('train.n_steps = 2.5', 'train.n_steps must be a whole number'),
-    ('LSTMLM.n_layers = 0', 'LSTMLM: n_layers must be a whole number >= 1'),
-    ('LSTMLM.dropout = 1.5', r'LSTMLM: dropout must be a rate in \[0, 1\)'),
-    ("LSTMLM.tie_weights = 'yes'", 'LSTMLM: tie_weights must be True or False'),
-    ('LSTMLM.d_embed = 0', 'LSTMLM: d_embed must be None or a whole number'),
-    ('LSTMLM.activation_reg = -1.0', 'activation_reg must be a number >= 0'),
+    ('RecurrentLM.n_layers = 0', 'RecurrentLM: n_layers must be a whole number >= 1'),
+    ('RecurrentLM.dropout = 1.5', r'RecurrentLM: dropout must be a rate in \[0, 1\)'),
+    ("RecurrentLM.tie_weights = 'yes'", 'RecurrentLM: tie_weights must be True or False'),
+    ('RecurrentLM.d_embed = 0', 'RecurrentLM: d_embed must be None or a whole number'),
+    ('RecurrentLM.activation_reg = -1.0', 'activation_reg must be a number >= 0'),
     ('train.nt_asgd_nonmono = 2.5', 'train.nt_asgd_nonmono must be a whole'),
 ])
 def test_values_of_the_wrong_type_are_one_line_errors(binding, message,
@@ -149,7 +149,7 @@ def test_values_of_the_wrong_type_are_one_line_errors(binding, message,
 
 def test_the_same_seed_gives_identical_losses(use_tiny_data, tmp_path):
   every_step = ['train.n_steps = 100', 'train.eval_every = 1',
-                'train.n_eval_batches = 1', 'LSTMLM.dropout = 0.2']
+                'train.n_eval_batches = 1', 'RecurrentLM.dropout = 0.2']
   losses = []
   for name in ('a', 'b'):
     _train(tmp_path / name, every_step)
@@ -182,7 +182,7 @@ def test_sigkill_at_random_moments_never_loses_work(use_tiny_data, tmp_path):
   run = tmp_path / 'killed'
   bindings = ['train.n_steps = 150', 'train.checkpoint_every = 1',
               'train.eval_every = 50', 'train.exact_eval_every = 0',
-              'LSTMLM.dropout = 0.3']  # Dropout: the RNG must resume too.
+              'RecurrentLM.dropout = 0.3']  # Dropout: the RNG must resume too.
   env = dict(os.environ, LM_TRAX_DATA_DIR=str(use_tiny_data),
              JAX_DISABLE_MOST_OPTIMIZATIONS='1')  # As in this process.
   command = [sys.executable, str(REPO / 'train.py'),
@@ -259,15 +259,15 @@ _CLI_DRIVER = textwrap.dedent('''
 
 BAD_INPUT = [
     ([f'--gin_file={GIN}/no_such.gin'], 'no_such.gin does not exist'),
-    ([f'--gin_file={FILES[0]}', '--gin_bindings=LSTMLM.d_modle = 3'],
+    ([f'--gin_file={FILES[0]}', '--gin_bindings=RecurrentLM.d_modle = 3'],
      'd_modle'),
     ([f'--gin_file={FILES[0]}', "--gin_bindings=Corpus.data_dir = '/nope'"],
      'ptb is missing /nope/ptb/ptb.train.txt'),
     ([f'--gin_file={FILES[0]}', '--gin_bindings=train.n_steps = -1'],
      'train.n_steps must be a whole number >= 1'),
     ([f'--gin_file={GIN}/tiny.gin'], 'the gin config names no model'),
-    ([f'--gin_file={FILES[0]}', "--gin_bindings=LSTMLM.d_model = 'big'"],
-     "LSTMLM: d_model must be a whole number >= 1, got 'big'"),
+    ([f'--gin_file={FILES[0]}', "--gin_bindings=RecurrentLM.d_model = 'big'"],
+     "RecurrentLM: d_model must be a whole number >= 1, got 'big'"),
     ([f'--gin_file={FILES[0]}', '--output_dir=a_file'],
      'the run directory a_file is a file'),
 ]

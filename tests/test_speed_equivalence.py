@@ -2,8 +2,7 @@
 
 * losses.WeightedCrossEntropy (fused) vs trax's WeightedCategoryCrossEntropy;
 * layers.FlatDense vs tl.Dense;
-* recurrence.recurrence (hand-written backward) vs JAX differentiating the
-  plain loop, for every cell, including the gradient of the initial state;
+* (the cells' hand-written backward passes vs autodiff: tests/test_cells.py)
 * the whole LSTM LM + loss vs a plain-jnp LSTM LM written here, with trax's
   stock loss: loss and gradients;
 * 20 training steps of trax's Trainer (the Loop's step): the same losses,
@@ -21,10 +20,10 @@ from trax import optimizers
 from trax import shapes
 from trax.optimizers import trainer as trainer_lib
 
+from lm_trax import cells
 from lm_trax import layers
 from lm_trax import losses
 from lm_trax import models
-from lm_trax import recurrence
 
 V, B, T, D = 23, 3, 6, 8
 RTOL, ATOL = 2e-5, 2e-6  # float32 rounding: sums in another order.
@@ -75,30 +74,6 @@ def test_flat_dense_is_tl_dense():
          jax.grad(loss(dense), (0, 1))(dense.weights, x))
 
 
-@pytest.mark.parametrize('cell', ['lstm', 'gru', 'rnn'])
-def test_hand_written_recurrence_gradient_matches_autodiff(cell):
-  gates = {'lstm': 4, 'gru': 3, 'rnn': 1}[cell]
-  keys = jax.random.split(jax.random.PRNGKey(2), 8)
-  x_proj = jax.random.normal(keys[0], (T, B, gates * D))
-  weights = (0.3 * jax.random.normal(keys[1], (D, gates * D)),)
-  if cell == 'gru':
-    weights += (0.3 * jax.random.normal(keys[2], (D,)),)
-  initial = tuple(0.5 * jax.random.normal(k, (B, D))
-                  for k in keys[3:3 + (2 if cell == 'lstm' else 1)])
-  probe = jax.random.normal(keys[6], (T, B, D))
-
-  def loss(loop):
-    def f(x_proj, weights, initial):
-      hs, final = loop(cell, 0.7, x_proj, weights, initial)
-      return jnp.sum(hs * probe) + sum(jnp.sum(jnp.cos(s)) for s in final)
-    return f
-  fast = loss(recurrence.recurrence)
-  reference = loss(recurrence.reference_recurrence)
-  _close(fast(x_proj, weights, initial), reference(x_proj, weights, initial))
-  _close(jax.grad(fast, (0, 1, 2))(x_proj, weights, initial),
-         jax.grad(reference, (0, 1, 2))(x_proj, weights, initial))
-
-
 # The whole model, against an LSTM LM written with plain jnp ---------------------
 
 def _plain_lstm_lm(weights, inputs, forget_bias):
@@ -146,8 +121,9 @@ def _straightforward_lstm_lm(init_scale, forget_bias):
   init = layers.default_initializer(init_scale)
   return tl.Serial(
       tl.Embedding(V, D, kernel_initializer=init),
-      [layers.Recurrent('lstm', D, forget_bias=forget_bias, initializer=init,
-                        fast_backward=False) for _ in range(2)],
+      [layers.Recurrent(cells.make('lstm', forget_bias=forget_bias), D,
+                        initializer=init, fast_backward=False)
+       for _ in range(2)],
       tl.Dense(V, kernel_initializer=init, bias_initializer=init))
 
 

@@ -29,8 +29,8 @@ TINY = str(GIN_DIR / 'tiny.gin')
 SHIPPED_GRID = GIN_DIR / 'sweeps' / 'ptb_lstm_width_dropout.yaml'
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 
-WIDTH_X_DROPOUT = ['LSTMLM.d_model = [100, 200, 400]',
-                   'LSTMLM.dropout = [0.0, 0.5]', 'train.n_steps = [1000]']
+WIDTH_X_DROPOUT = ['RecurrentLM.d_model = [100, 200, 400]',
+                   'RecurrentLM.dropout = [0.0, 0.5]', 'train.n_steps = [1000]']
 
 
 def _names(points):
@@ -41,12 +41,12 @@ def test_the_grid_is_the_product_with_the_first_parameter_slowest():
   points = sweep_grid.expand(sweep_grid.make_grid(sweep_flags=WIDTH_X_DROPOUT))
   assert len(points) == 3 * 2 * 1
   assert [p.bindings[:2] for p in points] == [
-      ['LSTMLM.d_model = 100', 'LSTMLM.dropout = 0.0'],
-      ['LSTMLM.d_model = 100', 'LSTMLM.dropout = 0.5'],
-      ['LSTMLM.d_model = 200', 'LSTMLM.dropout = 0.0'],
-      ['LSTMLM.d_model = 200', 'LSTMLM.dropout = 0.5'],
-      ['LSTMLM.d_model = 400', 'LSTMLM.dropout = 0.0'],
-      ['LSTMLM.d_model = 400', 'LSTMLM.dropout = 0.5'],
+      ['RecurrentLM.d_model = 100', 'RecurrentLM.dropout = 0.0'],
+      ['RecurrentLM.d_model = 100', 'RecurrentLM.dropout = 0.5'],
+      ['RecurrentLM.d_model = 200', 'RecurrentLM.dropout = 0.0'],
+      ['RecurrentLM.d_model = 200', 'RecurrentLM.dropout = 0.5'],
+      ['RecurrentLM.d_model = 400', 'RecurrentLM.dropout = 0.0'],
+      ['RecurrentLM.d_model = 400', 'RecurrentLM.dropout = 0.5'],
   ]
   assert all(p.bindings[2] == 'train.n_steps = 1000' for p in points)
 
@@ -54,14 +54,14 @@ def test_the_grid_is_the_product_with_the_first_parameter_slowest():
 def test_point_names_are_readable_unique_and_stable():
   points = sweep_grid.expand(sweep_grid.make_grid(sweep_flags=WIDTH_X_DROPOUT))
   # Named after the params that vary; train.n_steps is the same for all.
-  assert points[1].name == 'LSTMLM.d_model=100,LSTMLM.dropout=0.5'
+  assert points[1].name == 'RecurrentLM.d_model=100,RecurrentLM.dropout=0.5'
   assert len(set(_names(points))) == len(points)
   assert _names(points) == _names(
       sweep_grid.expand(sweep_grid.make_grid(sweep_flags=WIDTH_X_DROPOUT)))
   # More values for the swept params keep the names.
   wider = sweep_grid.expand(sweep_grid.make_grid(sweep_flags=[
-      'LSTMLM.d_model = [50, 100, 200, 400, 800]',
-      'LSTMLM.dropout = [0.0, 0.25, 0.5]', 'train.n_steps = [1000]']))
+      'RecurrentLM.d_model = [50, 100, 200, 400, 800]',
+      'RecurrentLM.dropout = [0.0, 0.25, 0.5]', 'train.n_steps = [1000]']))
   assert set(_names(points)) < set(_names(wider))
 
 
@@ -86,13 +86,13 @@ def test_a_yaml_grid_and_sweep_flags_give_the_same_grid(tmp_path):
   grid_file = tmp_path / 'grid.yaml'
   grid_file.write_text(
       '# As trax keeps sweeps: Configurable.param: [values]\n'
-      'LSTMLM.d_model: [100, 200]\n'
-      'LSTMLM.dropout: [0.0, 0.50]\n'
+      'RecurrentLM.d_model: [100, 200]\n'
+      'RecurrentLM.dropout: [0.0, 0.50]\n'
       'constant_lr.learning_rate: [1e-3, 0.01]\n'
       "train.optimizer: ['@trax.optimizers.SGD', '@trax.optimizers.Adam']\n"
       'Corpus.name: [ptb]\n'
-      '# LSTMLM.n_layers: [1, 2]\n')
-  flags = ['LSTMLM.d_model = [100, 200]', 'LSTMLM.dropout = [0.0, 0.5]',
+      '# RecurrentLM.n_layers: [1, 2]\n')
+  flags = ['RecurrentLM.d_model = [100, 200]', 'RecurrentLM.dropout = [0.0, 0.5]',
            'constant_lr.learning_rate = [0.001, 1e-2]',
            'train.optimizer = [@trax.optimizers.SGD, @trax.optimizers.Adam]',
            "Corpus.name = ['ptb']"]
@@ -101,7 +101,7 @@ def test_a_yaml_grid_and_sweep_flags_give_the_same_grid(tmp_path):
   assert from_yaml == from_flags
   assert sweep_grid.expand(from_yaml) == sweep_grid.expand(from_flags)
   assert sweep_grid.expand(from_yaml)[0].bindings == [
-      'LSTMLM.d_model = 100', 'LSTMLM.dropout = 0.0',
+      'RecurrentLM.d_model = 100', 'RecurrentLM.dropout = 0.0',
       'constant_lr.learning_rate = 0.001',
       'train.optimizer = @trax.optimizers.SGD', "Corpus.name = 'ptb'"]
   # Every point's bindings are valid gin for the PTB LSTM config.
@@ -110,7 +110,7 @@ def test_a_yaml_grid_and_sweep_flags_give_the_same_grid(tmp_path):
 
 
 @pytest.mark.parametrize('gin_file, grid_file, varying', [
-    (PTB_LSTM, SHIPPED_GRID, ['LSTMLM.d_model', 'LSTMLM.dropout']),
+    (PTB_LSTM, SHIPPED_GRID, ['RecurrentLM.d_model', 'RecurrentLM.dropout']),
     (str(GIN_DIR / 'ptb_nplm.gin'),
      GIN_DIR / 'sweeps' / 'ptb_nplm_context_width.yaml',
      ['NPLM.n_context', 'NPLM.d_hidden']),
@@ -126,11 +126,11 @@ def test_the_shipped_grids_parse_with_their_configs(gin_file, grid_file,
 
 
 @pytest.mark.parametrize('flag, message', [
-    ('LSTMLM.d_model = 200', r'non-empty \[list\]'),
-    ('LSTMLM.d_model = []', r'non-empty \[list\]'),
-    ('LSTMLM.d_model = [1, 1]', 'lists 1 more than once'),
-    ('LSTMLM.d_model [1, 2]', 'not a gin binding'),
-    ('LSTMLM.d_model = [1]\nLSTMLM.dropout = [0.5]', 'one binding'),
+    ('RecurrentLM.d_model = 200', r'non-empty \[list\]'),
+    ('RecurrentLM.d_model = []', r'non-empty \[list\]'),
+    ('RecurrentLM.d_model = [1, 1]', 'lists 1 more than once'),
+    ('RecurrentLM.d_model [1, 2]', 'not a gin binding'),
+    ('RecurrentLM.d_model = [1]\nRecurrentLM.dropout = [0.5]', 'one binding'),
 ])
 def test_a_bad_sweep_flag_is_a_user_error(flag, message):
   with pytest.raises(UserError, match=message):
@@ -157,12 +157,12 @@ def _sweep_args(output_dir, *extra):
 
 def test_a_config_typo_fails_before_any_training(tmp_path, capsys):
   with pytest.raises(SystemExit) as exited:
-    sweep.main(_sweep_args(tmp_path, '--sweep', 'LSTMLM.no_such = [1, 2]'))
+    sweep.main(_sweep_args(tmp_path, '--sweep', 'RecurrentLM.no_such = [1, 2]'))
   assert exited.value.code == 2
   error = capsys.readouterr().err
   assert error.count('\n') == 1
-  assert 'point LSTMLM.no_such=1: bad gin config' in error
-  assert not (tmp_path / 'LSTMLM.no_such=1').exists()
+  assert 'point RecurrentLM.no_such=1: bad gin config' in error
+  assert not (tmp_path / 'RecurrentLM.no_such=1').exists()
 
 
 def test_a_sweep_directory_is_not_reused_for_another_sweep(tmp_path, capsys):
@@ -220,16 +220,16 @@ def _check_table_against_metrics(output_dir, points):
 def test_a_sweep_skips_finished_points_resumes_interrupted_ones_and_goes_on(
     use_tiny_data, tmp_path, monkeypatch, capsys):
   output_dir = tmp_path / 'sweep'
-  flags = ['LSTMLM.d_model = [8, 16]', "Corpus.name = ['ptb', 'missing']",
+  flags = ['RecurrentLM.d_model = [8, 16]', "Corpus.name = ['ptb', 'missing']",
            'train.n_steps = [4]']
   args = _sweep_args(output_dir, *(arg for flag in flags
                                    for arg in ('--sweep', flag)))
   points = sweep_grid.expand(sweep_grid.make_grid(sweep_flags=flags))
   assert _names(points) == [
-      'LSTMLM.d_model=8,Corpus.name=ptb',
-      'LSTMLM.d_model=8,Corpus.name=missing',
-      'LSTMLM.d_model=16,Corpus.name=ptb',
-      'LSTMLM.d_model=16,Corpus.name=missing']
+      'RecurrentLM.d_model=8,Corpus.name=ptb',
+      'RecurrentLM.d_model=8,Corpus.name=missing',
+      'RecurrentLM.d_model=16,Corpus.name=ptb',
+      'RecurrentLM.d_model=16,Corpus.name=missing']
   real_train = training.train
   trained = []
 
@@ -279,9 +279,9 @@ def test_a_sweep_skips_finished_points_resumes_interrupted_ones_and_goes_on(
   assert [row['status'] for row in rows] == [
       'finished', 'failed', 'finished', 'failed']
   table = (output_dir / 'results.md').read_text()
-  assert '| LSTMLM.d_model | Corpus.name | best valid ppl |' in table
+  assert '| RecurrentLM.d_model | Corpus.name | best valid ppl |' in table
   assert '`train.n_steps = 4`' in table
-  assert ("- `LSTMLM.d_model=8,Corpus.name=missing`: unknown corpus "
+  assert ("- `RecurrentLM.d_model=8,Corpus.name=missing`: unknown corpus "
           "'missing'") in table
   assert 'In call to configurable' not in table
   assert table in out
@@ -322,7 +322,7 @@ def test_points_trained_from_a_since_changed_gin_file_are_not_reused(
 
 def test_the_report_falls_back_to_sampled_eval_records(tmp_path):
   grid_sweep = sweep_run.Sweep([PTB_LSTM], [],
-                               [('LSTMLM.d_model', ['8', '16'])])
+                               [('RecurrentLM.d_model', ['8', '16'])])
   grid_sweep.save(tmp_path)
   first = tmp_path / grid_sweep.points()[0].name
   first.mkdir()
@@ -475,8 +475,8 @@ every_point:
   constant_lr.learning_rate: 1e-3
 points:
   full: {}
-  no_variational: {LSTMLM.variational: false}
-  no_ar_tar: {LSTMLM.activation_reg: 0.0, LSTMLM.temporal_activation_reg: 0.0}
+  no_variational: {RecurrentLM.variational: false}
+  no_ar_tar: {RecurrentLM.activation_reg: 0.0, RecurrentLM.temporal_activation_reg: 0.0}
   no nt-asgd:
     train.nt_asgd_nonmono: null
     train.optimizer: '@trax.optimizers.Adam'
@@ -494,9 +494,9 @@ def test_a_points_file_gives_its_named_points_in_order(tmp_path):
   every_point = ['train.n_epochs = 6', 'constant_lr.learning_rate = 0.001']
   assert [p.bindings for p in points] == [
       every_point,
-      every_point + ['LSTMLM.variational = False'],
-      every_point + ['LSTMLM.activation_reg = 0.0',
-                     'LSTMLM.temporal_activation_reg = 0.0'],
+      every_point + ['RecurrentLM.variational = False'],
+      every_point + ['RecurrentLM.activation_reg = 0.0',
+                     'RecurrentLM.temporal_activation_reg = 0.0'],
       every_point + ['train.nt_asgd_nonmono = None',
                      'train.optimizer = @trax.optimizers.Adam'],
       every_point + ['train.n_epochs = 12'],
@@ -515,18 +515,18 @@ def test_a_points_file_gives_its_named_points_in_order(tmp_path):
 
 def test_a_file_without_points_keeps_its_cartesian_meaning(tmp_path):
   grid_file = tmp_path / 'grid.yaml'
-  grid_file.write_text('LSTMLM.d_model: [8, 16]\npoints: [1, 2]\n')
+  grid_file.write_text('RecurrentLM.d_model: [8, 16]\npoints: [1, 2]\n')
   grid_sweep = sweep_run.make_sweep([PTB_LSTM], [], grid_file,
                                     ['train.seed = [1]'])
   assert grid_sweep.named_points is None
   assert _names(grid_sweep.points()) == [
-      'LSTMLM.d_model=8,points=1', 'LSTMLM.d_model=8,points=2',
-      'LSTMLM.d_model=16,points=1', 'LSTMLM.d_model=16,points=2']
+      'RecurrentLM.d_model=8,points=1', 'RecurrentLM.d_model=8,points=2',
+      'RecurrentLM.d_model=16,points=1', 'RecurrentLM.d_model=16,points=2']
   assert 'named_points' not in json.loads(grid_sweep.to_json())
 
 
 @pytest.mark.parametrize('text, message', [
-    ('points:\n  full: {}\n  full: {LSTMLM.variational: false}\n',
+    ('points:\n  full: {}\n  full: {RecurrentLM.variational: false}\n',
      "not valid YAML: 'full' appears twice in one mapping"),
     ('points:\n  no x: {}\n  no_x: {}\n',
      'two points are named no_x once made file-safe; rename one'),
@@ -534,7 +534,7 @@ def test_a_file_without_points_keeps_its_cartesian_meaning(tmp_path):
     ("points:\n  '@/': {}\n", "the point name '@/' is empty once made"),
     ("points:\n  '..': {}\n", "the point name '..' is empty once made"),
     ('points:\n  results.md: {}\n', 'cannot name its run directory'),
-    ('points:\n  full: [LSTMLM.variational]\n',
+    ('points:\n  full: [RecurrentLM.variational]\n',
      'point full must map gin parameters to one value each'),
     ('points: {}\n', 'points must map point names to their bindings'),
     ('points:\n  full: {}\ntrain.n_epochs: 6\n',
@@ -568,7 +568,7 @@ def test_a_points_sweep_trains_each_point_reports_and_skips_them_after(
     use_tiny_data, tmp_path, monkeypatch, capsys):
   points_file = tmp_path / 'points.yaml'
   points_file.write_text('every_point: {train.n_steps: 2}\npoints:\n'
-                         '  narrow: {LSTMLM.d_model: 8}\n  full: {}\n')
+                         '  narrow: {RecurrentLM.d_model: 8}\n  full: {}\n')
   output_dir = tmp_path / 'sweep'
   args = _sweep_args(output_dir, '--grid', str(points_file))
   real_train = training.train
@@ -585,11 +585,11 @@ def test_a_points_sweep_trains_each_point_reports_and_skips_them_after(
   with open(output_dir / 'results.csv', newline='') as f:
     rows = list(csv.DictReader(f))
   assert [(row['name'], row['bindings']) for row in rows] == [
-      ('narrow', 'LSTMLM.d_model = 8'), ('full', '')]
+      ('narrow', 'RecurrentLM.d_model = 8'), ('full', '')]
   table = (output_dir / 'results.md').read_text()
   assert '`train.n_steps = 2`.' in table.split('\n')[0]
   assert '| point | bindings | best valid ppl |' in table
-  assert '| narrow | `LSTMLM.d_model = 8` |' in table
+  assert '| narrow | `RecurrentLM.d_model = 8` |' in table
   assert '| full | - |' in table
   assert (output_dir / 'curves.png').read_bytes().startswith(PNG_SIGNATURE)
 
@@ -604,7 +604,7 @@ def test_a_points_sweep_trains_each_point_reports_and_skips_them_after(
 
   # Another set of points is another sweep.
   points_file.write_text('every_point: {train.n_steps: 2}\npoints:\n'
-                         '  narrow: {LSTMLM.d_model: 16}\n  full: {}\n')
+                         '  narrow: {RecurrentLM.d_model: 16}\n  full: {}\n')
   with pytest.raises(SystemExit):
     sweep.main(args)
   assert 'holds another sweep (its sweep.json has other named_points)' in (
@@ -614,12 +614,12 @@ def test_a_points_sweep_trains_each_point_reports_and_skips_them_after(
 def test_a_sweep_json_from_before_points_files_still_loads(tmp_path):
   (tmp_path / sweep_run.SWEEP_FILE).write_text(json.dumps({
       'gin_files': [PTB_LSTM], 'bindings': ['train.seed = 1'],
-      'grid': [['LSTMLM.d_model', ['8', '16']]]}, indent=2) + '\n')
+      'grid': [['RecurrentLM.d_model', ['8', '16']]]}, indent=2) + '\n')
   stored = sweep_run.Sweep.load(tmp_path)
   assert stored.named_points is None
-  assert _names(stored.points()) == ['LSTMLM.d_model=8', 'LSTMLM.d_model=16']
+  assert _names(stored.points()) == ['RecurrentLM.d_model=8', 'RecurrentLM.d_model=16']
   same = sweep_run.make_sweep([PTB_LSTM], ['train.seed = 1'],
-                              sweep_flags=['LSTMLM.d_model = [8, 16]'])
+                              sweep_flags=['RecurrentLM.d_model = [8, 16]'])
   assert same == stored
   same.save(tmp_path)  # The same sweep: accepted, the file left as it was.
   assert json.loads(same.to_json()) == json.loads(

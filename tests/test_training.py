@@ -8,6 +8,7 @@ import pytest
 
 from lm_trax import config
 from lm_trax import run_dir
+from lm_trax import trained
 from lm_trax import training
 from lm_trax import vocab as vocab_lib
 from lm_trax.errors import UserError
@@ -36,7 +37,7 @@ def test_the_shipped_configs_are_the_expected_ones():
   assert EXPERIMENTS == ['enwik8_lstm.gin', 'ptb_awd_lstm.gin',
                          'ptb_char_lstm.gin', 'ptb_gru.gin', 'ptb_lstm.gin',
                          'ptb_lstm_large.gin', 'ptb_lstm_medium.gin',
-                         'ptb_lstm_tied.gin', 'ptb_nplm.gin',
+                         'ptb_lstm_tied.gin', 'ptb_mgu.gin', 'ptb_nplm.gin',
                          'ptb_nplm_direct.gin',
                          'shakespeare_char.gin', 'shakespeare_gru.gin',
                          'shakespeare_lstm.gin', 'shakespeare_subword.gin',
@@ -66,7 +67,7 @@ def test_a_tiny_corpus_trains_and_its_loss_clearly_drops(use_tiny_data,
   loop = _train([str(GIN_DIR / 'ptb_lstm.gin'), TINY], [
       'train.n_steps = 150', 'train.eval_every = 50', 'train.n_eval_batches = 4',
       'train.optimizer = @trax.optimizers.Adam', 'train.lr_schedule = @constant_lr',
-      'constant_lr.learning_rate = 0.01', 'LSTMLM.d_model = 32',
+      'constant_lr.learning_rate = 0.01', 'RecurrentLM.d_model = 32',
       'Batching.batch_size = 8', 'train.exact_eval_every = 50',
   ], tmp_path)
   losses = _eval_losses(loop)
@@ -91,7 +92,7 @@ RESUME_BINDINGS = ['train.eval_every = 2', 'train.checkpoint_every = 2',
                    'train.optimizer = @trax.optimizers.Adam',
                    'train.lr_schedule = @constant_lr',
                    'constant_lr.learning_rate = 0.01',
-                   'LSTMLM.dropout = 0.3']  # The random key must resume too.
+                   'RecurrentLM.dropout = 0.3']  # The random key must resume too.
 
 
 def test_resume_continues_at_the_saved_step_with_identical_weights(
@@ -128,7 +129,7 @@ def test_bad_gin_input_is_a_user_error(tmp_path):
   with pytest.raises(UserError, match='does not exist'):
     config.parse([str(tmp_path / 'nope.gin')])
   with pytest.raises(UserError, match='bad gin config'):
-    config.parse([str(GIN_DIR / 'ptb_lstm.gin')], ['LSTMLM.no_such_arg = 3'])
+    config.parse([str(GIN_DIR / 'ptb_lstm.gin')], ['RecurrentLM.no_such_arg = 3'])
 
 
 def test_real_ptb_lstm_trains_30_steps_and_resumes_to_40(real_data_dir,
@@ -167,7 +168,7 @@ def test_train_takes_the_corpus_and_batching_and_the_run_records_them(
   corpus = corpora.Corpus('ptb', data_dir=str(tiny_data_dir), download=False)
   batching = data.Batching(kind='lines', boundaries=(8,), batch_sizes=(4, 2))
   training.train(output_dir=str(tmp_path), corpus=corpus, batching=batching)
-  run = run_dir.Run(tmp_path)
+  run = trained.Run(tmp_path)
   assert vars(run.batching()) == vars(batching)
   reread = run.corpus(data_dir=str(tiny_data_dir))
   assert (reread.name, reread.level) == (corpus.name, corpus.level)
