@@ -52,7 +52,7 @@ _RULES = {
     'activation_reg': _NON_NEGATIVE, 'temporal_activation_reg': _NON_NEGATIVE,
     'init_scale': _OPTIONAL((lambda v: _is_number(v) and v > 0,
                              'a number > 0')),
-    'forget_bias': (_is_number, 'a number'),
+    'forget_bias': _OPTIONAL((_is_number, 'a number')),
     'tie_weights': _FLAG, 'carry_state': _FLAG, 'variational': _FLAG,
     'direct': _FLAG,
     'mode': (lambda v: v in ('train', 'eval', 'predict'),
@@ -156,9 +156,9 @@ def RecurrentLM(vocab_size, cell='lstm', d_model=200, n_layers=2, dropout=0.0,
     A layer mapping (B, T) int32 ids to (B, T, vocab_size) float32 logits.
   """
   settings = dict(locals())
-  cell = _cell(settings.pop('cell'), settings.pop('forget_bias'))
+  name = settings.pop('cell')
   check_hyperparameters(**settings)
-  return _recurrent_lm(cell, **settings)
+  return _recurrent_lm(_cell(name, settings.pop('forget_bias')), **settings)
 
 
 def _cell(name, forget_bias):
@@ -168,12 +168,6 @@ def _cell(name, forget_bias):
     ValueError: if the name is not registered, or if forget_bias is not 0 and
       the cell has no forget gate.
   """
-  if not isinstance(name, str):
-    raise ValueError(f'cell must be a cell\'s name ({", ".join(cells.names())}'
-                     f'), got {name!r}')
-  if forget_bias is not None and not _is_number(forget_bias):
-    raise ValueError(f'forget_bias must be None or a number, got '
-                     f'{forget_bias!r}')
   options = {} if forget_bias is None else {'forget_bias': forget_bias}
   if forget_bias == 0 and 'forget_bias' not in cells.option_names(name):
     options = {}  # Adds nothing: a recipe's 0 fits any cell.

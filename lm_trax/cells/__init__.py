@@ -157,7 +157,7 @@ def make(name, **options):
 
 
 def _cell_class(name):
-  if name not in _REGISTRY:
+  if not isinstance(name, str) or name not in _REGISTRY:
     raise ValueError(f'cell must be one of {", ".join(names())}, got '
                      f'{name!r} (a new cell registers with '
                      f'@lm_trax.cells.register)')
