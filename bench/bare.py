@@ -9,6 +9,13 @@ matrix-vector products step by step, the output layer as one matmul) and
 the same cell step (lm_trax.cells). What lm_trax takes beyond these is its
 own overhead.
 
+Each loop multiplies in the model's precision (lm_trax.precision), as the
+model's layers do: the cell (the model's own, made by cells.make(name,
+precision=...)) multiplies in its `precision`, and the loop's input
+projections and output layer go through lm_trax.precision.matmul in that
+same precision: float32, or bfloat16 operands with float32 sums. A bfloat16
+command is thus held against a bfloat16 loop.
+
 Weights are float32, laid out as lm_trax's layers store them: a recurrent
 model's own (`recurrent_params_of`), so that the loop computes the model's
 function; random ones of the NPLM's shapes (speed does not depend on them):
@@ -27,12 +34,14 @@ import jax
 from jax import numpy as jnp
 import numpy as np
 
+from lm_trax import precision as precision_lib
+
 
 def recurrent_params_of(model):
   """(cell, params) holding the weights of an initialized lm_trax recurrent
   language model (untied, without embedding dropout), cell its
-  lm_trax.cells.Cell: the bare loop then computes the model's own function
-  (tests/test_bench.py checks it)."""
+  lm_trax.cells.Cell, in the model's precision: the bare loop then computes
+  the model's own function (tests/test_bench.py checks it)."""
   from trax import layers as tl  # pylint: disable=g-import-not-at-top
   from lm_trax import layers  # pylint: disable=g-import-not-at-top
 
@@ -66,16 +75,18 @@ def _log_probs(logits, targets):
 
 
 def _recurrent_chunk(cell, params, state, inputs, targets):
-  """One chunk of one stream: inputs, targets (T,) -> (state, log p (T,))."""
+  """One chunk of one stream: inputs, targets (T,) -> (state, log p (T,)),
+  every matmul in the cell's precision."""
   x = params['embedding'][inputs]  # (T, d)
   new_state = []
   for layer, carry in zip(params['layers'], state):
-    x_proj = (x @ layer['w_x'] + layer['b'])[:, None, :]  # (T, 1, G*d)
+    x_proj = cell.matmul(x, layer['w_x']) + layer['b']  # (T, G*d)
     carry, hs = jax.lax.scan(functools.partial(cell.step, layer),
-                             carry, x_proj)
+                             carry, x_proj[:, None, :])  # (T, 1, G*d)
     new_state.append(carry)
     x = hs[:, 0, :]  # (T, d)
-  logits = x @ params['w_out'] + params['b_out']  # (T, V)
+  logits = (precision_lib.matmul(x, params['w_out'], cell.precision) +
+            params['b_out'])  # (T, V)
   return tuple(new_state), _log_probs(logits, targets)
 
 
@@ -110,32 +121,37 @@ def nplm_windows(inputs, n_context):
   return padded[starts]
 
 
-@jax.jit
-def score_nplm(params, windows, targets):
+@functools.partial(jax.jit, static_argnums=3)
+def score_nplm(params, windows, targets, precision='float32'):
   """Exact evaluation, chunk after chunk: windows (n_chunks, T, n_context),
-  targets (n_chunks, T) -> log p (n_chunks, T)."""
+  targets (n_chunks, T) -> log p (n_chunks, T), the matmuls in precision."""
+  matmul = functools.partial(precision_lib.matmul, precision=precision)
+
   def chunk(_, xy):
     windows, targets = xy
     x = params['features'][windows].reshape(windows.shape[0], -1)
     for w, b in params['hidden']:
-      x = jnp.tanh(x @ w + b)
-    return None, _log_probs(x @ params['w_out'] + params['b_out'], targets)
+      x = jnp.tanh(matmul(x, w) + b)
+    logits = matmul(x, params['w_out']) + params['b_out']
+    return None, _log_probs(logits, targets)
   return jax.lax.scan(chunk, None, (windows, targets))[1]
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4))
 def sample_recurrent(cell, params, state, start_ids, length, key):
   """Gumbel-max sampling at temperature 1, one token per step, the sampled
-  id fed back: start_ids (S,) int32 -> (S, length) int32 ids."""
+  id fed back: start_ids (S,) int32 -> (S, length) int32 ids; every matmul
+  in the cell's precision."""
   def step(carry, step_key):
     state, ids = carry
     x = params['embedding'][ids]  # (S, d)
     new_state = []
     for layer, layer_state in zip(params['layers'], state):
       layer_state, x = cell.step(layer, layer_state,
-                                 x @ layer['w_x'] + layer['b'])
+                                 cell.matmul(x, layer['w_x']) + layer['b'])
       new_state.append(layer_state)
-    logits = x @ params['w_out'] + params['b_out']  # (S, V)
+    logits = (precision_lib.matmul(x, params['w_out'], cell.precision) +
+              params['b_out'])  # (S, V)
     ids = jax.random.categorical(step_key, logits).astype(jnp.int32)
     return (tuple(new_state), ids), ids
   _, ids = jax.lax.scan(step, (state, start_ids), jax.random.split(key, length))

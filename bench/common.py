@@ -1,6 +1,7 @@
 """What bench/trax_steps.py and bench/eval_speed.py share: the benchmarked
-configs (read from gin/*.gin), their FLOP counts, synthetic batches, the
-float32 matmul peak, PyTorch set-up and interleaved timing."""
+configs (read from gin/*.gin), their FLOP counts, synthetic batches, timed
+matmuls in float32 and bfloat16 (lm_trax.precision), PyTorch set-up and
+interleaved timing."""
 
 import dataclasses
 import logging
@@ -22,7 +23,10 @@ import machine
 GIN_DIR = pathlib.Path(__file__).resolve().parent.parent / 'gin'
 CONFIGS = ('ptb_lstm', 'ptb_gru', 'ptb_nplm')
 PTB_VOCAB_SIZE = 10001  # Mikolov's 10k words + the padding id 0.
-PEAK_N = 2048  # The peak is an (N, N) @ (N, N) float32 matmul.
+PEAK_N = 2048  # The peak is an (N, N) @ (N, N) matmul.
+# A timed matmul call does at least this many FLOPs (small matmuls are
+# repeated within it), so that it times the matmul, not the dispatch.
+MIN_FLOPS_PER_CALL = 1e9
 
 FLOPS_FORMULA = """\
 FLOPs per token, counted from the matmuls (2 per multiply-add; element-wise
@@ -119,8 +123,10 @@ def load_spec(name):
 def _defaults(fn):
   import inspect  # pylint: disable=g-import-not-at-top
   fn = getattr(fn, '__wrapped__', fn)
+  # mode and precision are how the model runs, not its hyperparameters.
   return {k: p.default for k, p in inspect.signature(fn).parameters.items()
-          if p.default is not inspect.Parameter.empty and k != 'mode'}
+          if p.default is not inspect.Parameter.empty and
+          k not in ('mode', 'precision')}
 
 
 def synthetic_batches(spec, n, seed=0):
@@ -132,19 +138,56 @@ def synthetic_batches(spec, n, seed=0):
            np.ones(shape, np.float32)) for _ in range(n)]
 
 
-def matmul_peak(n_calls=5):
-  """A timed call: n_calls jitted (N, N) @ (N, N) float32 matmuls -> seconds
-  per matmul. FLOPs per matmul: 2 * N^3."""
-  a = jax.random.normal(jax.random.PRNGKey(0), (PEAK_N, PEAK_N), jnp.float32)
-  matmul = jax.jit(lambda x: x @ x)
+def summed_products(precision):
+  """A jitted fn(a (c, m, k), b (k, n)) -> (m, n) float32, the sum over i of
+  a[i] @ b: c matmuls of different left operands by one right operand, one
+  after the other in a loop (none hoisted or batched), each in `precision`:
+  float32, or bfloat16 operands (given already rounded) multiplied by
+  jnp.dot with preferred_element_type=float32, as lm_trax.precision.matmul
+  multiplies."""
+  def product(a, b):
+    if precision == 'float32':
+      return jnp.dot(a, b)
+    return jnp.dot(a, b, preferred_element_type=jnp.float32)
+
+  @jax.jit
+  def fn(a, b):
+    total = jnp.zeros((a.shape[1], b.shape[1]), jnp.float32)
+    return jax.lax.scan(lambda t, a_i: (t + product(a_i, b), None), total,
+                        a)[0]
+  return fn
+
+
+def matmul_operands(count, m, k, n, precision='float32'):
+  """Random operands for summed_products: a (count, m, k) and b (k, n),
+  float32, or rounded to bfloat16 for 'bfloat16' (before the timed call,
+  so that it times the matmuls alone)."""
+  dtype = jnp.float32 if precision == 'float32' else jnp.bfloat16
+  key_a, key_b = jax.random.split(jax.random.PRNGKey(0))
+  return (jax.random.normal(key_a, (count, m, k), jnp.float32).astype(dtype),
+          jax.random.normal(key_b, (k, n), jnp.float32).astype(dtype))
+
+
+def matmul_call(m, k, n, precision='float32'):
+  """A timed call of (m, k) @ (k, n) matmuls in precision ('float32' or
+  'bfloat16': bfloat16 operands, float32 sums), enough of them to do
+  MIN_FLOPS_PER_CALL in one jitted call (summed_products) -> seconds per
+  matmul. FLOPs per matmul: 2 * m * k * n."""
+  count = max(1, int(MIN_FLOPS_PER_CALL // (2 * m * k * n)))
+  a, b = matmul_operands(count, m, k, n, precision)
+  fn = summed_products(precision)
 
   def call():
     started = time.perf_counter()
-    for _ in range(n_calls):
-      out = matmul(a)
-    out.block_until_ready()
-    return (time.perf_counter() - started) / n_calls
+    fn(a, b).block_until_ready()
+    return (time.perf_counter() - started) / count
   return call
+
+
+def matmul_peak(precision='float32'):
+  """A timed call of the (N, N) @ (N, N) matmul in precision -> seconds.
+  FLOPs: PEAK_FLOPS."""
+  return matmul_call(PEAK_N, PEAK_N, PEAK_N, precision)
 
 
 PEAK_FLOPS = 2 * PEAK_N ** 3
@@ -175,7 +218,8 @@ def interleaved_medians(calls, repeats):
 def machine_line():
   from importlib import metadata  # pylint: disable=g-import-not-at-top
   return (f'jax {jax.__version__}, trax {metadata.version("trax")}, '
-          f'{os.cpu_count()} CPU core(s) ({machine.cpu_name()}), load average '
+          f'{os.cpu_count()} CPU core(s) ({machine.cpu_name()}; '
+          f'{machine.bf16_text()}), load average '
           f'{os.getloadavg()[0]:.1f} at the end, '
           f'{time.strftime("%Y-%m-%d")}')
 

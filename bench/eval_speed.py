@@ -2,6 +2,7 @@
 
   python bench/eval_speed.py [--config ptb_lstm|ptb_gru|ptb_nplm|all]
                              [--chunks N] [--repeats R] [--torch_window S]
+                             [--precision float32|bfloat16]
                              [--no_torch] [--data_dir DIR]
 
 For each config (the model and batch of gin/<config>.gin, PTB's vocabulary
@@ -18,18 +19,24 @@ random: speed does not depend on them), it times
       stream in one compiled call, with (a)'s weights;
   (c) lm_trax training on batches of the config (bench/trax_steps.py's
       trax Loop step), for scale;
-  (d) the float32 matmul peak (2048 x 2048 @ 2048 x 2048, jitted);
+  (d) the matmul peak (2048 x 2048 @ 2048 x 2048, jitted);
   (e) PyTorch (LSTM and GRU; torch installed, no --no_torch), in a process
       of its own: bench/word_language_model.py --evaluate, pytorch/examples'
       evaluate() at batch 1 and bptt B * T (the same rule: one stream, the
       state carried) over PTB's train split, timed over --torch_window
       seconds after 2 s of warm-up.
 
+--precision (default float32) is the number format of the matmuls
+(lm_trax.precision) in (a), as `python -m lm_trax.evaluate --precision`
+runs the model, and in (b), (c) and (d) alike; PyTorch's (e) in bfloat16 is
+word_language_model.py --evaluate --autocast (bfloat16 autocast).
+
 After a warm-up each runs in turn, R times (the PyTorch process included);
 medians. GFLOP/s counts the forward matmuls (formula printed).
 """
 
 import argparse
+import functools
 import sys
 import time
 
@@ -43,17 +50,20 @@ import bare
 import common
 import train_speed
 import trax_steps
+from lm_trax import download
 from lm_trax import inference
+from lm_trax import precision as precision_lib
 from lm_trax import vocab as vocab_lib
 
 
-def predictor_of(spec):
+def predictor_of(spec, precision='float32'):
   """The config's model in an lm_trax Predictor (random weights) over a
-  vocabulary of spec.vocab_size made-up words."""
+  vocabulary of spec.vocab_size made-up words, its matmuls in precision."""
   words = [f'w{i}' for i in range(spec.vocab_size - 3)]
   vocab = vocab_lib.Vocab('word', [vocab_lib.PAD, vocab_lib.UNK,
                                    vocab_lib.EOS] + words)
-  return inference.Predictor(spec.model_fn, vocab)
+  return inference.Predictor(precision_lib.bind(spec.model_fn, precision),
+                             vocab)
 
 
 def lm_trax_eval(spec, predictor, ids):
@@ -67,10 +77,10 @@ def lm_trax_eval(spec, predictor, ids):
   return call
 
 
-def bare_eval(spec, predictor, ids):
+def bare_eval(spec, predictor, ids, precision='float32'):
   """A timed call of the bound (bench/bare.py) on the same stream, with the
-  predictor's weights (the NPLM's: random ones of the same shapes) ->
-  seconds."""
+  predictor's weights (the NPLM's: random ones of the same shapes) and
+  precision (a recurrent model's: its cell's) -> seconds."""
   chunk_len = spec.tokens_per_batch
   inputs = inference.primed(predictor.vocab.eos_id, ids)[:-1]
   n_chunks = len(ids) // chunk_len
@@ -80,7 +90,7 @@ def bare_eval(spec, predictor, ids):
                               spec.n_context, spec.n_layers)
     windows = bare.nplm_windows(inputs, spec.n_context).reshape(
         n_chunks, chunk_len, spec.n_context)
-    score = lambda: bare.score_nplm(params, windows, targets)
+    score = lambda: bare.score_nplm(params, windows, targets, precision)
   else:
     cell, params = bare.recurrent_params_of(predictor.model)
     state = bare.zero_state(cell, spec.n_layers, 1, spec.d_model)
@@ -97,15 +107,18 @@ def bare_eval(spec, predictor, ids):
   return call
 
 
-def torch_eval(spec, n_tokens, data_dir, window):
-  """A timed PyTorch process (bench/word_language_model.py --evaluate):
-  a call -> the seconds it takes for n_tokens at the process's tokens/s."""
+def torch_eval(spec, n_tokens, data_dir, window, precision='float32'):
+  """A timed PyTorch process (bench/word_language_model.py --evaluate, with
+  --autocast in bfloat16): a call -> the seconds it takes for n_tokens at
+  the process's tokens/s."""
   command = [sys.executable, str(train_speed.BENCH / 'word_language_model.py'),
              '--data', str(data_dir / 'ptb'), '--evaluate',
              '--model', spec.model.upper(), '--emsize', str(spec.d_model),
              '--nhid', str(spec.d_model), '--nlayers', str(spec.n_layers),
              '--batch_size', '1', '--bptt', str(spec.tokens_per_batch),
              '--warmup', '2', '--window', str(window)]
+  if precision == 'bfloat16':
+    command.append('--autocast')
 
   def call():
     result = train_speed.torch_child(command, 'the PyTorch evaluate()')
@@ -113,17 +126,21 @@ def torch_eval(spec, n_tokens, data_dir, window):
   return call
 
 
-def benchmark(spec, n_chunks, repeats, torch_settings):
+def benchmark(spec, n_chunks, repeats, torch_settings, precision='float32'):
   ids = np.random.default_rng(0).integers(
       1, spec.vocab_size, n_chunks * spec.tokens_per_batch).astype(np.int32)
   batches = common.synthetic_batches(spec, 8)
-  train, _, _ = trax_steps.loop_step(spec, trax_steps.lm_trax_model, batches)
+  train, _, _ = trax_steps.loop_step(
+      spec, functools.partial(trax_steps.lm_trax_model, precision=precision),
+      batches)
   n_steps = trax_steps.DEFAULT_STEPS[spec.name]
-  predictor = predictor_of(spec)
-  calls = [lm_trax_eval(spec, predictor, ids), bare_eval(spec, predictor, ids),
-           trax_steps.seconds_per_step(train, n_steps), common.matmul_peak()]
+  predictor = predictor_of(spec, precision)
+  calls = [lm_trax_eval(spec, predictor, ids),
+           bare_eval(spec, predictor, ids, precision),
+           trax_steps.seconds_per_step(train, n_steps),
+           common.matmul_peak(precision)]
   if torch_settings and spec.model in ('lstm', 'gru'):
-    calls.append(torch_eval(spec, len(ids), *torch_settings))
+    calls.append(torch_eval(spec, len(ids), *torch_settings, precision))
   seconds = common.interleaved_medians(calls, repeats)
   result = {
       'eval': len(ids) / seconds[0],
@@ -137,10 +154,14 @@ def benchmark(spec, n_chunks, repeats, torch_settings):
   return result
 
 
-def print_table(specs, results, repeats, torch_version):
+def print_table(specs, results, repeats, torch_version, precision='float32'):
+  torch_autocast = (" under torch.autocast('cpu', dtype=torch.bfloat16)"
+                    if precision == 'bfloat16' else '')
   print('Exact evaluation (one stream in chunks of B*T tokens, the state '
-        f'carried), median of {repeats} runs in turn after a warm-up')
-  print(common.machine_line() + (f', torch {torch_version} (its own process)'
+        f'carried), matmuls in {precision} (lm_trax.precision), median of '
+        f'{repeats} runs in turn after a warm-up')
+  print(common.machine_line() + (f', torch {torch_version} (its own process'
+                                 f'{torch_autocast})'
                                  if torch_version else ', no PyTorch column'))
   print()
   print('config   | tokens | eval tok/s | bare loop tok/s | eval time / bare '
@@ -159,7 +180,8 @@ def print_table(specs, results, repeats, torch_version):
   print()
   for spec, r in zip(specs, results):
     print(f'{spec.describe()}; eval {spec.forward_flops_per_token() / 1e6:.2f}'
-          f' MFLOP/token; matmul peak {r["peak_gflops"]:.0f} GFLOP/s')
+          f' MFLOP/token; {precision} matmul peak {r["peak_gflops"]:.0f} '
+          'GFLOP/s')
   print(common.FLOPS_FORMULA)
   sys.stdout.flush()
 
@@ -173,12 +195,17 @@ def main(argv=None):
   parser.add_argument('--repeats', type=int, default=5)
   parser.add_argument('--torch_window', type=float, default=10.0,
                       help="seconds each PyTorch process times (default 10)")
+  parser.add_argument('--precision', default='float32',
+                      choices=precision_lib.PRECISIONS,
+                      help="the matmuls' number format (lm_trax.precision; "
+                      'PyTorch: bfloat16 autocast)')
   parser.add_argument('--no_torch', action='store_true',
                       help='leave out the PyTorch column')
   parser.add_argument('--data_dir', type=train_speed.pathlib.Path,
-                      default=train_speed.default_data_dir(),
+                      default=download.default_data_dir(),
                       help='the folder with ptb/ for the PyTorch process '
-                      '(default: $LM_TRAX_DATA_DIR or ../shared/data)')
+                      "(default: lm_trax's data directory, "
+                      f'${download.ENV_VAR} else ~/.cache/lm_trax/data)')
   args = parser.parse_args(argv)
   names = common.CONFIGS if args.config == 'all' else (args.config,)
 
@@ -188,9 +215,9 @@ def main(argv=None):
     if torch_version == 'not installed':
       print('torch is not installed: no PyTorch column (pip install '
             'torch==2.13.0)', file=sys.stderr)
-    elif not (args.data_dir / 'ptb' / 'ptb.train.txt').is_file():
-      parser.error(f'no PTB in {args.data_dir}/ptb for the PyTorch process '
-                   '(--data_dir, or --no_torch)')
+    elif train_speed.missing_ptb(args.data_dir):
+      parser.error(f'{train_speed.missing_ptb(args.data_dir)}; the PyTorch '
+                   'process reads it (or --no_torch)')
     else:
       torch_settings = (args.data_dir.resolve(), args.torch_window)
   specs, results = [], []
@@ -200,11 +227,11 @@ def main(argv=None):
     specs.append(spec)
     try:
       results.append(benchmark(spec, args.chunks, args.repeats,
-                               torch_settings))
+                               torch_settings, args.precision))
     except train_speed.BenchError as e:
       sys.exit(f'error: {e}')
   print_table(specs, results, args.repeats,
-              torch_version if torch_settings else None)
+              torch_version if torch_settings else None, args.precision)
 
 
 if __name__ == '__main__':

@@ -2,6 +2,7 @@
 
   python bench/generate_speed.py [--output_dir RUN] [--length N] [--repeats R]
                                  [--batch_sizes 1 8]
+                                 [--precision float32|bfloat16]
 
 On one 2-layer GRU-512 character model (GRULM(vocab_size=66, d_model=512,
 n_layers=2), random init, or the model of --output_dir), in one process, it
@@ -23,6 +24,11 @@ the bound's and its speed over trax's, and the time to the first character
 of (a) from nothing: build (or load) the model, compile, draw the first
 sample (the first character arrives with the whole sample: the loop is one
 call).
+
+--precision is the number format of the model's matmuls (lm_trax.precision),
+as `python -m lm_trax.generate --precision` takes it (default: the run's
+own; float32 for the random model); (a), (b) and (c) all run in it, the bare
+loop's cell and output layer multiplying as the model's do.
 """
 
 import argparse
@@ -43,6 +49,7 @@ from lm_trax import generate
 from lm_trax import inference
 from lm_trax import layers
 from lm_trax import models
+from lm_trax import precision as precision_lib
 
 import bare
 import common
@@ -54,33 +61,40 @@ START_ID = 1  # Any id primes the random model; a run uses its eos ('\n').
 
 
 class Models:
-  """The benchmarked model, one instance per batch size, all sharing weights."""
+  """The benchmarked model, one instance per batch size, all sharing weights,
+  its matmuls in `precision` (lm_trax.precision)."""
 
-  def __init__(self, output_dir=None):
+  def __init__(self, output_dir=None, precision=None):
+    """precision: 'float32', 'bfloat16', or None: the run's own (float32 for
+    the random model)."""
     self._run = None
     self._weights = None
     self.start_id = START_ID
+    self.precision = precision or 'float32'
     if output_dir:
       from lm_trax import trained
       from lm_trax.errors import UserError
       try:
-        self._run = trained.Run(output_dir)
+        self._run = trained.Run(output_dir, precision=precision)
       except UserError as e:
         raise SystemExit(f'error: {e}') from None
       self.start_id = self._run.vocab.eos_id
+      self.precision = self._run.precision
 
   def describe(self):
     if self._run:
-      return f'the model of {self._run.output_dir}'
+      return f'the model of {self._run.output_dir}, in {self.precision}'
     return (f'GRULM(vocab_size={VOCAB_SIZE}, d_model={D_MODEL}, '
-            f'n_layers={N_LAYERS}), random init')
+            f'n_layers={N_LAYERS}, precision={self.precision!r}), random '
+            'init')
 
   def model(self, batch_size):
     """A 'predict'-mode model for (batch_size, 1) ids with a zero state."""
     if self._run:
       return self._run.model(mode='predict', batch_size=batch_size, seq_len=1)
     model = models.GRULM(vocab_size=VOCAB_SIZE, d_model=D_MODEL,
-                         n_layers=N_LAYERS, mode='predict')
+                         n_layers=N_LAYERS, mode='predict',
+                         precision=self.precision)
     model.init(layers.signature(batch_size, 1), rng=jax.random.PRNGKey(0))
     if self._weights is None:
       self._weights = model.weights
@@ -89,8 +103,8 @@ class Models:
 
 
 def bound(model, batch_size, length, start_id):
-  """A timed call of the bare loop (bench/bare.py) with the model's weights:
-  fn(seed) -> seconds."""
+  """A timed call of the bare loop (bench/bare.py) with the model's weights
+  and precision (its cell's): fn(seed) -> seconds."""
   try:
     cell, params = bare.recurrent_params_of(model)
   except ValueError as e:
@@ -172,9 +186,13 @@ def main(argv=None):
                       help='characters per sample')
   parser.add_argument('--repeats', type=int, default=5)
   parser.add_argument('--batch_sizes', type=int, nargs='+', default=[1, 8])
+  parser.add_argument('--precision', default=None,
+                      choices=precision_lib.PRECISIONS,
+                      help="the matmuls' number format (lm_trax.precision; "
+                      "default: the run's own, float32 for the random model)")
   args = parser.parse_args(argv)
 
-  factory = Models(args.output_dir)
+  factory = Models(args.output_dir, args.precision)
   build_s, first_s = time_to_first_character(factory, args.length)
 
   rows = []

@@ -3,7 +3,9 @@
 
   PYTHONPATH=. python bench/trax_steps.py --config ptb_lstm|ptb_gru|ptb_nplm
       [--warmup S] [--window S] [--chunk STEPS]
-  PYTHONPATH=. python bench/trax_steps.py --breakdown --config ptb_lstm [--repeats R]
+      [--precision float32|bfloat16|float32,bfloat16]
+  PYTHONPATH=. python bench/trax_steps.py --breakdown --config ptb_lstm
+      [--repeats R] [--precision ...]
 
 For one config, the model, sizes, batch and optimizer of gin/<config>.gin
 (PTB's vocabulary, V = 10,001), on the same synthetic batches (uniform random
@@ -11,31 +13,40 @@ ids: the speed does not depend on them, and no data is needed), it times
 
   (a) lm_trax: the model, loss layer (lm_trax.losses.WeightedCrossEntropy)
       and optimizer that lm_trax.training.train builds, trained by trax's
-      Loop, whose step is trax's Trainer: one jitted update;
+      Loop, whose step is trax's Trainer: one jitted update; once for each
+      --precision (lm_trax.precision: the model's matmuls in float32 or
+      bfloat16, as train.precision sets them);
   (b) plain trax: the same sizes from stock trax (trax.models.RNNLM with
       LSTMCell, trax.models.GRULM, or an NPLM of stock layers: Embedding,
       ShiftRight window, Dense, Tanh, Dense), tl.WeightedCategoryCrossEntropy,
-      the same optimizer class and the same Loop.
+      the same optimizer class and the same Loop; float32 (stock trax
+      has no precision option).
 
 Each is compiled and warmed up (at least `--warmup` seconds), then trains
 whole steps for at least `--window` seconds; it prints one JSON line with
-tokens/s = B * T * steps / seconds of each, and which of torch, jax and
-tensorflow are in sys.modules. Unlike `python train.py`, this step has no
-data pipeline, logging or evaluation: it is the step alone.
+tokens/s = B * T * steps / seconds of each ('lm_trax' in float32,
+'lm_trax_bfloat16', 'plain_trax'), and which of torch, jax and tensorflow
+are in sys.modules. Unlike `python train.py`, this step has no data
+pipeline, logging or evaluation: it is the step alone.
 
---breakdown instead times the parts of our LSTM / GRU step, each compiled
-alone (output layer + loss, recurrent layers, forward only; the optimizer
-update and Loop as the rest), with their GFLOP/s: where the time goes. Then
-it traces the real step (the Loop's jitted update, jax.profiler) and lists
-the XLA operations that take its time, each with its shape and the JAX
-operation it came from. XLA:CPU runs some matmuls asynchronously: their time
-can show up in the operation that waits for them (e.g. the gradient norm's
-reduction after the output layer's weight gradient).
+--breakdown instead first times this CPU's matmuls at the model's shapes
+(the output layer's logits, its input gradient, one recurrent step, and a
+large square one) in float32 and in bfloat16 (bfloat16 operands, float32
+sums), beside the CPU's bfloat16 units. Then, in each --precision, it times
+the parts of our LSTM / GRU step, each compiled alone (output layer + loss,
+recurrent layers, forward only; the optimizer update and Loop as the rest),
+with their GFLOP/s: where the time goes. Then it traces the real step (the
+Loop's jitted update, jax.profiler) and lists the XLA operations that take
+its time, each with its shape and the JAX operation it came from. XLA:CPU
+runs some matmuls asynchronously: their time can show up in the operation
+that waits for them (e.g. the gradient norm's reduction after the output
+layer's weight gradient).
 """
 
 import argparse
 import collections
 import contextlib
+import functools
 import io
 import itertools
 import json
@@ -55,16 +66,23 @@ from trax import models as trax_models
 from trax.supervised import training as trax_training
 
 import common
+import machine
+import train_speed
+from lm_trax import cells
 from lm_trax import losses
+from lm_trax import precision as precision_lib
 
 DEFAULT_STEPS = {'ptb_lstm': 10, 'ptb_gru': 10, 'ptb_nplm': 3}
 
 
 # (a) and (b): a trax Loop ------------------------------------------------------
 
-def lm_trax_model(spec):
-  return spec.model_fn(vocab_size=spec.vocab_size, mode='train'), \
-      losses.WeightedCrossEntropy()
+def lm_trax_model(spec, precision='float32'):
+  """The model (its matmuls in precision, as train.precision builds it) and
+  loss layer that lm_trax.training.train trains."""
+  model_fn = precision_lib.bind(spec.model_fn, precision)
+  return (model_fn(vocab_size=spec.vocab_size, mode='train'),
+          losses.WeightedCrossEntropy())
 
 
 def plain_trax_model(spec):
@@ -117,20 +135,23 @@ def loop_step(spec, model_and_loss, batches):
 
 # Where the time of our step goes (--breakdown) ----------------------------------
 
-def breakdown(spec, repeats):
-  """Times the parts of our recurrent LM's step, each compiled alone.
+def breakdown(spec, repeats, precision='float32'):
+  """Times the parts of our recurrent LM's step in precision, each compiled
+  alone.
 
-  Returns rows (part, ms per step, GFLOP per step). Parts: the whole Loop
-  step; forward + backward of model and loss; the same without the
-  recurrent layers (embedding, output layer, loss); embedding and recurrent
-  layers alone (a sum-of-squares loss on their output); the forward pass.
+  Returns rows (part, ms per step, GFLOP per step) and the matmul peak in
+  precision (GFLOP/s). Parts: the whole Loop step; forward + backward of
+  model and loss; the same without the recurrent layers (embedding, output
+  layer, loss); embedding and recurrent layers alone (a sum-of-squares loss
+  on their output); the forward pass.
   """
   from trax import shapes  # pylint: disable=g-import-not-at-top
   from lm_trax import layers  # pylint: disable=g-import-not-at-top
   batches = common.synthetic_batches(spec, 8)
   batch = batches[0]
-  run, _, _ = loop_step(spec, lm_trax_model, batches)
-  model, loss = lm_trax_model(spec)
+  model_and_loss = functools.partial(lm_trax_model, precision=precision)
+  run, _, _ = loop_step(spec, model_and_loss, batches)
+  model, loss = model_and_loss(spec)
   embedding, output = model.sublayers[0], model.sublayers[-1]
   recurrent = [l for l in model.sublayers if isinstance(l, layers.Recurrent)]
   parts = {
@@ -158,7 +179,7 @@ def breakdown(spec, repeats):
   calls = [seconds_per_step(run, DEFAULT_STEPS[spec.name])]
   calls += [compiled(layer) for layer in parts.values()]
   calls += [compiled(parts['model + loss'], backward=False),
-            common.matmul_peak()]
+            common.matmul_peak(precision)]
   seconds = common.interleaved_medians(calls, repeats)
   tokens, d, v = spec.tokens_per_batch, spec.d_model, spec.vocab_size
   output_flops = 3 * 2 * d * v * tokens
@@ -173,11 +194,63 @@ def breakdown(spec, repeats):
   return rows, common.PEAK_FLOPS / seconds[-1] / 1e9
 
 
-def print_breakdown(spec, repeats):
-  rows, peak = breakdown(spec, repeats)
+def matmul_shapes(spec):
+  """{what: (m, k, n)}: the matmuls of the config's step that take its time,
+  and a large square one."""
+  tokens, d, v = spec.tokens_per_batch, spec.d_model, spec.vocab_size
+  shapes_ = {'output layer: logits': (tokens, d, v),
+             "output layer: its input's gradient": (tokens, v, d)}
+  if spec.model != 'nplm':
+    recurrent = [w.shape for w in cells.make(spec.model).weights(d, d)
+                 if len(w.shape) == 2][-1]  # The recurrent matrix (d, G*d).
+    shapes_['one recurrent step'] = (spec.batch_size,) + recurrent
+  shapes_['large square'] = (common.PEAK_N,) * 3
+  return shapes_
+
+
+def matmul_throughput(shapes_, repeats):
+  """{what: (float32 GFLOP/s, bfloat16 GFLOP/s)} of each (m, k, n) in
+  shapes_ (common.matmul_call), medians of repeats taking turns."""
+  precisions = ('float32', 'bfloat16')
+  calls = [common.matmul_call(m, k, n, precision)
+           for m, k, n in shapes_.values() for precision in precisions]
+  seconds = common.interleaved_medians(calls, repeats)
+  per_shape = len(precisions)
+  return {what: tuple(2 * m * k * n / seconds[per_shape * i + j] / 1e9
+                      for j in range(per_shape))
+          for i, (what, (m, k, n)) in enumerate(shapes_.items())}
+
+
+def print_matmul_throughput(spec, repeats):
+  units = machine.bf16_units()
+  shapes_ = matmul_shapes(spec)
+  gflops = matmul_throughput(shapes_, repeats)
+  print(f'Matmul throughput of this CPU ({machine.cpu_name()}; '
+        f'{machine.bf16_text(units)}) at the {spec.name} step\'s shapes: a '
+        'jitted jnp.dot in float32, and with bfloat16 operands and '
+        f'preferred_element_type=float32; median of {repeats}:')
+  if not units:
+    print('no bfloat16 units on this CPU: XLA:CPU emulates bfloat16 '
+          'matmuls, so they are expected to be slower than float32 here')
+  print()
+  print('matmul                              | shape (m, k) @ (k, n)         '
+        '| float32 GFLOP/s | bfloat16 GFLOP/s | bfloat16 / float32')
+  print('------------------------------------|-------------------------------'
+        '|-----------------|------------------|-------------------')
+  for what, (m, k, n) in shapes_.items():
+    f32, bf16 = gflops[what]
+    shape = f'({m}, {k}) @ ({k}, {n})'
+    print(f'{what:35} | {shape:29} | {f32:15.1f} | {bf16:16.1f} | '
+          f'{bf16 / f32:17.2f}x')
+  print()
+
+
+def print_breakdown(spec, repeats, precision='float32'):
+  rows, peak = breakdown(spec, repeats, precision)
   whole = rows[0][1]
-  print(f'Where the time of a {spec.name} step goes (each part compiled '
-        f'alone; median of {repeats}; matmul peak {peak:.1f} GFLOP/s):')
+  print(f'Where the time of a {spec.name} step in {precision} goes (each part '
+        f'compiled alone; median of {repeats}; {precision} matmul peak '
+        f'{peak:.1f} GFLOP/s):')
   print()
   print('part                                                           | '
         'ms/step | share | GFLOP | GFLOP/s | % of peak')
@@ -189,7 +262,7 @@ def print_breakdown(spec, repeats):
   print('(optimizer update + Loop: whole step - forward + backward = '
         f'{rows[0][1] - rows[1][1]:.1f} ms)')
   print()
-  print_op_profile(spec)
+  print_op_profile(spec, precision=precision)
   sys.stdout.flush()
 
 
@@ -244,11 +317,12 @@ def hlo_ops(hlo_text):
   return ops
 
 
-def op_profile(spec, n_steps=20):
+def op_profile(spec, n_steps=20, precision='float32'):
   """(rows (op, ms per step, calls per step, what), wall ms per step) of the
   Loop's jitted update over n_steps, traced."""
   batches = common.synthetic_batches(spec, 8)
-  run, _, _ = loop_step(spec, lm_trax_model, batches)
+  run, _, _ = loop_step(
+      spec, functools.partial(lm_trax_model, precision=precision), batches)
   run(5)
   times, seconds = traced_op_times(lambda: run(n_steps), n_steps)
   trainer = run.trainer
@@ -262,10 +336,11 @@ def op_profile(spec, n_steps=20):
   return rows, seconds / n_steps * 1e3
 
 
-def print_op_profile(spec, top=15, n_steps=20):
-  rows, wall = op_profile(spec, n_steps)
+def print_op_profile(spec, top=15, n_steps=20, precision='float32'):
+  rows, wall = op_profile(spec, n_steps, precision)
   summed = sum(ms for _, ms, _, _ in rows)
-  print(f'The XLA operations of the {spec.name} step (trax Loop, traced over '
+  print(f'The XLA operations of the {spec.name} step in {precision} (trax '
+        'Loop, traced over '
         f'{n_steps} steps: {wall:.1f} ms a step, its operations '
         f'{summed:.1f} ms):')
   print()
@@ -302,12 +377,15 @@ def run_for(run, seconds, chunk):
   return n_steps, time.perf_counter() - started
 
 
-def window(spec, warmup, seconds, chunk=10):
-  """{'lm_trax': tok/s, 'plain_trax': tok/s, ...} of the config's step."""
+def window(spec, warmup, seconds, chunk=10, precisions=('float32',)):
+  """{'lm_trax': tok/s, 'plain_trax': tok/s, ...} of the config's step:
+  lm_trax's in each precision (train_speed.key: 'lm_trax' float32,
+  'lm_trax_bfloat16'), plain trax's in float32."""
   batches = common.synthetic_batches(spec, 8)
   result = {}
-  for name, model_and_loss in (('lm_trax', lm_trax_model),
-                               ('plain_trax', plain_trax_model)):
+  steps = [(train_speed.key('lm_trax', p),
+            functools.partial(lm_trax_model, precision=p)) for p in precisions]
+  for name, model_and_loss in steps + [('plain_trax', plain_trax_model)]:
     run, _, _ = loop_step(spec, model_and_loss, batches)
     run_for(run, warmup, chunk)
     n_steps, taken = run_for(run, seconds, chunk)
@@ -328,12 +406,18 @@ def main(argv=None):
                       help='instead, time the parts of our step (LSTM/GRU)')
   parser.add_argument('--repeats', type=int, default=5,
                       help='--breakdown: median of this many runs')
+  parser.add_argument('--precision', type=train_speed.precision_list,
+                      default=('float32',),
+                      help="lm_trax's step in float32 (default), bfloat16 or "
+                      'float32,bfloat16 (lm_trax.precision)')
   args = parser.parse_args(argv)
   spec = common.load_spec(args.config)
   if args.breakdown:
-    print_breakdown(spec, args.repeats)
+    print_matmul_throughput(spec, args.repeats)
+    for precision in args.precision:
+      print_breakdown(spec, args.repeats, precision)
     return
-  result = window(spec, args.warmup, args.window, args.chunk)
+  result = window(spec, args.warmup, args.window, args.chunk, args.precision)
   result.update(framework='jax', config=args.config, modules={
       m: m in sys.modules for m in ('torch', 'jax', 'tensorflow')})
   print(json.dumps(result), flush=True)

@@ -1,7 +1,7 @@
 """PyTorch's word_language_model as its users run it, timed over a window.
 
   python bench/word_language_model.py --data DIR [--model LSTM|GRU] [--lr 20]
-      [--bptt 20] [--warmup 2] [--window 5] [--evaluate]
+      [--bptt 20] [--warmup 2] [--window 5] [--evaluate] [--autocast]
 
 The PyTorch peer of `python train.py --gin_file=gin/ptb_lstm.gin` (and ptb_gru)
 in bench/train_speed.py, which runs it in a process of its own: this file
@@ -41,6 +41,20 @@ stream scored in chunks, the state carried): model.eval(), torch.no_grad(),
 each chunk's log-probabilities, NLLLoss and loss.item(), repackage_hidden;
 over the train split, again from its start when it ends.
 
+--autocast runs it in mixed precision as PyTorch's automatic mixed precision
+docs tell CPU users: the forward pass and the loss under
+torch.autocast('cpu', dtype=torch.bfloat16), the backward pass outside it,
+no GradScaler (bfloat16 has float32's exponent range); the weights, their
+gradients and the SGD update stay float32. Autocast runs each op in the
+dtype of its list: nn.Linear (the decoder) in bfloat16; log_softmax on the
+decoder's bfloat16 output; NLLLoss in float32; nn.GRU in float32 (not on the
+list); nn.LSTM in bfloat16 through oneDNN, where oneDNN has a bfloat16
+LSTM for this CPU. Where it has none (on this project's AMD EPYC, which has
+no AVX-512, autocast raises "could not create a primitive descriptor for the
+LSTM forward propagation primitive"), the LSTM runs in float32 in an
+autocast(enabled=False) region, as PyTorch's autocast docs show for a region
+that must run in float32; the report says which (`autocast_dtypes`).
+
 It prints one JSON line: tokens/s over the timed window, the steps and
 seconds it took, the mean loss, torch's version and threads, which of jax,
 tensorflow and trax are in sys.modules (none should be), and the OpenMP / MKL
@@ -48,6 +62,7 @@ environment variables that were set.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import pathlib
@@ -122,11 +137,57 @@ class RNNModel(nn.Module):
     return (zeros(), zeros()) if self.rnn_type == 'LSTM' else zeros()
 
 
+class OutsideAutocast(nn.Module):
+  """Runs the wrapped RNN in float32 inside an autocast region (its
+  parameters are the RNN's own)."""
+
+  def __init__(self, rnn):
+    super().__init__()
+    self.rnn = rnn
+
+  def forward(self, inputs, hidden):
+    with torch.autocast('cpu', enabled=False):
+      return self.rnn(inputs.float(), hidden)
+
+
+def mixed_precision(autocast):
+  """A new context for each forward pass and loss: bfloat16 autocast, or
+  nothing (float32, as main.py)."""
+  if autocast:
+    return lambda: torch.autocast('cpu', dtype=torch.bfloat16)
+  return contextlib.nullcontext
+
+
+def prepare_autocast(model):
+  """Runs one token through the model under bfloat16 autocast and, if this
+  CPU's oneDNN has no bfloat16 kernel for its RNN, takes the RNN out of
+  autocast (OutsideAutocast). Returns what the RNN and the decoder compute
+  in, e.g. {'rnn': 'float32', 'decoder': 'bfloat16', 'rnn_outside_autocast':
+  True}."""
+  inputs = torch.zeros((1, 1), dtype=torch.int64)
+  outside = False
+  with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+    emb = model.encoder(inputs)
+    try:
+      output, _ = model.rnn(emb, model.init_hidden(1))
+    except RuntimeError as e:
+      if 'primitive' not in str(e):  # oneDNN's: none for it on this CPU.
+        raise
+      model.rnn, outside = OutsideAutocast(model.rnn), True
+      output, _ = model.rnn(emb, model.init_hidden(1))
+    decoded = model.decoder(output)
+  return {'rnn': str(output.dtype).replace('torch.', ''),
+          'decoder': str(decoded.dtype).replace('torch.', ''),
+          'rnn_outside_autocast': outside}
+
+
 def training_steps(model, train_data, args):
   """main.py's train(), epoch after epoch: each next() trains one batch and
-  gives (tokens in it, its loss)."""
+  gives (tokens in it, its loss). With --autocast, the forward pass and the
+  loss run under bfloat16 autocast, the backward pass outside it."""
   criterion = nn.NLLLoss()
   ntokens = model.ntoken
+  precision = mixed_precision(args.autocast)
   while True:
     model.train()
     hidden = model.init_hidden(args.batch_size)
@@ -134,8 +195,9 @@ def training_steps(model, train_data, args):
       data, targets = get_batch(train_data, i, args.bptt)
       model.zero_grad()
       hidden = repackage_hidden(hidden)
-      output, hidden = model(data, hidden)
-      loss = criterion(output.view(-1, ntokens), targets)
+      with precision():
+        output, hidden = model(data, hidden)
+        loss = criterion(output.view(-1, ntokens), targets)
       loss.backward()
       torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
       for p in model.parameters():
@@ -147,15 +209,18 @@ def evaluation_steps(model, data, args):
   """main.py's evaluate(), pass after pass: each next() scores one chunk
   and gives (tokens in it, its mean loss)."""
   criterion = nn.NLLLoss()
+  precision = mixed_precision(args.autocast)
   model.eval()
   with torch.no_grad():
     while True:
       hidden = model.init_hidden(args.batch_size)
       for i in range(0, data.size(0) - 1, args.bptt):
         inputs, targets = get_batch(data, i, args.bptt)
-        output, hidden = model(inputs, hidden)
+        with precision():
+          output, hidden = model(inputs, hidden)
+          loss = criterion(output, targets)
         hidden = repackage_hidden(hidden)
-        yield targets.numel(), criterion(output, targets).item()
+        yield targets.numel(), loss.item()
 
 
 def run_for(steps, seconds, min_steps=1):
@@ -198,6 +263,9 @@ def main(argv=None):
                       help='the timed window lasts at least this many seconds')
   parser.add_argument('--evaluate', action='store_true',
                       help="time main.py's evaluate() instead of training")
+  parser.add_argument('--autocast', action='store_true',
+                      help="forward pass and loss under torch.autocast('cpu', "
+                      'dtype=torch.bfloat16) (mixed precision)')
   args = parser.parse_args(argv)
 
   torch.manual_seed(args.seed)
@@ -205,6 +273,8 @@ def main(argv=None):
   train_data = batchify(corpus.train, args.batch_size)
   model = RNNModel(args.model, len(corpus.word2idx), args.emsize, args.nhid,
                    args.nlayers, args.dropout)
+  # After the seeded initialization, which it leaves as it was.
+  autocast_dtypes = prepare_autocast(model) if args.autocast else None
   steps = (evaluation_steps if args.evaluate else training_steps)(
       model, train_data, args)
 
@@ -219,6 +289,8 @@ def main(argv=None):
       'steps': n_steps,
       'warmup_steps': warmup_steps,
       'loss': loss,
+      'autocast': 'bfloat16' if args.autocast else None,
+      'autocast_dtypes': autocast_dtypes,
       'vocab_size': len(corpus.word2idx),
       'torch': torch.__version__,
       'threads': torch.get_num_threads(),

@@ -33,12 +33,14 @@ from lm_trax import score as score_lib
 from lm_trax.errors import UserError
 
 
-def load(output_dir, checkpoint=checkpoints.LATEST):
+def load(output_dir, checkpoint=checkpoints.LATEST, precision=None):
   """Opens a run directory of train.py.
 
   Args:
     output_dir: the run directory.
     checkpoint: 'latest', 'best' (best exact validation loss) or a step.
+    precision: the matmuls' number format, 'float32' or 'bfloat16'
+      (lm_trax.precision); None: the one the run trained in.
 
   Returns:
     A LanguageModel.
@@ -50,7 +52,7 @@ def load(output_dir, checkpoint=checkpoints.LATEST):
   # Imported here, not above, so that `import lm_trax` and lm_trax.load stay
   # light until a run is loaded (tests/test_imports.py).
   from lm_trax import trained  # pylint: disable=g-import-not-at-top
-  return LanguageModel(trained.Run(output_dir, checkpoint))
+  return LanguageModel(trained.Run(output_dir, checkpoint, precision))
 
 
 class LanguageModel:

@@ -25,14 +25,22 @@ def parser(module, description):
                                  description=description)
 
 
+# lm_trax.precision.PRECISIONS, named here so that --help loads no JAX.
+PRECISIONS = ('float32', 'bfloat16')
+
+
 def add_run_arguments(parser_, checkpoint=True):
-  """--output_dir (the run directory), --checkpoint and --verbose."""
+  """--output_dir (the run directory), --checkpoint, --precision and
+  --verbose."""
   parser_.add_argument('--output_dir', required=True,
                        help='the run directory')
   if checkpoint:
     parser_.add_argument('--checkpoint', default='latest',
                          help="'latest', 'best' (the best exact validation "
                          'loss during training) or a step number')
+  parser_.add_argument('--precision', default=None, choices=PRECISIONS,
+                       help="the matmuls' number format (lm_trax.precision; "
+                       'default: the one the run trained in)')
   add_verbose_argument(parser_)
 
 

@@ -49,7 +49,9 @@ def parse(gin_files=(), bindings=()):
     with _quiet_absl():  # gin logs an error for every include path it tries.
       gin.parse_config_files_and_bindings(list(gin_files), list(bindings))
   except (ValueError, SyntaxError, KeyError, TypeError, IOError) as e:
-    raise UserError(f'bad gin config: {one_line(e)}') from e
+    hint = ("; a model's precision is set by train.precision = 'bfloat16'"
+            if "denylisted kwarg 'precision'" in str(e) else '')
+    raise UserError(f'bad gin config: {one_line(e)}{hint}') from e
 
 
 def find_gin_file(path):

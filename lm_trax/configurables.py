@@ -18,8 +18,10 @@ from lm_trax import training  # train
 MODELS = (models.RecurrentLM, models.NPLM, models.LSTMLM, models.GRULM,
           models.RNNLM)
 
+# precision is train.precision's to set (one knob for every model and every
+# command that runs the model), so a model binding of it is refused.
 for _model in MODELS:
-  gin.external_configurable(_model, module='lm_trax')
+  gin.external_configurable(_model, module='lm_trax', denylist=['precision'])
 # Bound fully qualified (@lm_trax.SGD), as trax's own is (@trax.optimizers.SGD).
 gin.external_configurable(optimizers.SGD, module='lm_trax')
 

@@ -33,8 +33,12 @@ Any corpus can be read at any level (Corpus.level): words, characters, or
 subwords learned from its train split (Corpus.vocab_size of them).
 
 The data directory is, in order: the `data_dir` gin parameter, the
-LM_TRAX_DATA_DIR environment variable, then ~/.cache/lm_trax/data. Missing
-known corpora are downloaded there (lm_trax.download) unless download=False.
+LM_TRAX_DATA_DIR environment variable, then ~/.cache/lm_trax/data
+($XDG_CACHE_HOME/lm_trax/data where that is set). The last two are
+lm_trax.download.default_data_dir(), the one rule every command, benchmark
+and test asks (it lives in lm_trax.download, which imports no gin, numpy or
+JAX, so that bench/train_speed.py's process can ask it too). Missing known
+corpora are downloaded there (lm_trax.download) unless download=False.
 """
 
 import pathlib

@@ -2,6 +2,7 @@
 
   python -m lm_trax.evaluate --output_dir RUN [--split valid|test]
                              [--batch_size N] [--data_dir D]
+                             [--precision float32|bfloat16]
 
 prints, as its last line,
 
@@ -46,19 +47,21 @@ from lm_trax.errors import UserError, exit_with
 
 
 def evaluate(output_dir, split='valid', batch_size=None, data_dir=None,
-             progress=True, checkpoint='latest', cache=None, dynamic=None):
+             progress=True, checkpoint='latest', cache=None, dynamic=None,
+             precision=None):
   """Exact perplexity of the run in output_dir over a split of its corpus,
   with its latest checkpoint or the best one on exact validation; with the
   continuous cache and/or dynamic evaluation if given
-  (lm_trax.adaptation.Cache, .Dynamic). Returns an
-  lm_trax.evaluation.EvalResult."""
+  (lm_trax.adaptation.Cache, .Dynamic); in the run's precision or the one
+  given (lm_trax.precision). Returns an lm_trax.evaluation.EvalResult."""
   return evaluate_points(output_dir, [(cache, dynamic)], split, batch_size,
-                         data_dir, progress, checkpoint)[0]
+                         data_dir, progress, checkpoint,
+                         precision=precision)[0]
 
 
 def evaluate_points(output_dir, points, split='valid', batch_size=None,
                     data_dir=None, progress=True, checkpoint='latest',
-                    report=None):
+                    report=None, precision=None):
   """`evaluate` at each (cache, dynamic) point of a search, the run opened
   and its functions compiled once: a list of EvalResult. report(result), if
   given, is called as each is done."""
@@ -68,7 +71,7 @@ def evaluate_points(output_dir, points, split='valid', batch_size=None,
   from lm_trax import trained  # pylint: disable=g-import-not-at-top
   if batch_size is not None and batch_size < 1:
     raise UserError(f'--batch_size must be >= 1, got {batch_size}')
-  run = trained.Run(output_dir, checkpoint)
+  run = trained.Run(output_dir, checkpoint, precision)
   text = run.corpus(data_dir).text(split)
   results = []
   for cache, dynamic in points:
@@ -185,7 +188,8 @@ def main(argv=None):
     report = (lambda r: print(r.line(), flush=True)) if search else None
     results = evaluate_points(args.output_dir, points, args.split,
                               args.batch_size, args.data_dir,
-                              checkpoint=args.checkpoint, report=report)
+                              checkpoint=args.checkpoint, report=report,
+                              precision=args.precision)
     seconds = time.time() - started
     result = min(results, key=lambda r: r.loss)
     if result.unknown:

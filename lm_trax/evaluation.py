@@ -59,6 +59,7 @@ class EvalResult:
   words: int  # W: words they stand for, line ends included.
   unknown: int = 0  # Tokens mapped to <unk>.
   adaptation: str = ''  # e.g. 'cache=2000/1.0/0.1' (lm_trax.adaptation).
+  precision: str = 'float32'  # The matmuls' (lm_trax.precision).
   # Seconds spent scoring (compilation included; not the set-up before it,
   # nor dynamic evaluation's gradient statistics): what tokens/s divides by.
   seconds: float = dataclasses.field(default=math.nan, compare=False)
@@ -86,6 +87,8 @@ class EvalResult:
             f'word_ppl={self.word_ppl:.2f}')
     if self.adaptation:
       text += f' {self.adaptation}'
+    if self.precision != 'float32':
+      text += f' precision={self.precision}'
     return text
 
 
@@ -132,7 +135,7 @@ def evaluate_text(run, text, split, batch_size=None, progress=True,
   bar.close()
   return EvalResult(split, tokens, loss, vocab.level,
                     *scored_lengths(vocab, scored), vocab.count_unknown(text),
-                    adaptation.label(cache, dynamic), seconds)
+                    adaptation.label(cache, dynamic), run.precision, seconds)
 
 
 def scored_ids(vocab, batching, text):

@@ -2,7 +2,7 @@
 
   python -m lm_trax.generate --output_dir RUN [--prompt TEXT] [--length N]
       [--temperature T] [--top_k K] [--top_p P] [--num_samples S]
-      [--seed SEED] [--stop_at_eos] [--verbose]
+      [--seed SEED] [--stop_at_eos] [--precision float32|bfloat16] [--verbose]
 
 prints the samples on stdout (with a `=== sample i/S ===` line before each
 when S > 1) and what it did on stderr: the run, the seed, the timings.
@@ -399,9 +399,9 @@ def main(argv=None):
     # Imported here, not above, so that the command answers --help without
     # loading trax or TensorFlow.
     from lm_trax import trained  # pylint: disable=g-import-not-at-top
-    run = trained.Run(args.output_dir, args.checkpoint)
+    run = trained.Run(args.output_dir, args.checkpoint, args.precision)
     _log(f'run {run.output_dir}: {run.vocab.level} level, {run.vocab.size:,}'
-         f' ids; seed {seed}')
+         f' ids, {run.precision}; seed {seed}')
     samples = generate(run, args.prompt, args.length, args.temperature,
                        args.top_k, args.top_p, args.num_samples, seed,
                        args.stop_at_eos)

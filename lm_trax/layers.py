@@ -10,6 +10,11 @@
   last n-1 ids across batches the same way (the NPLM's "state").
 * `TiedEmbedding`: one table used twice: ids -> vectors, then vectors -> logits.
 * `FlatDense`: tl.Dense as one 2-D matmul (faster on XLA:CPU, same function).
+
+Every matmul with a weight (Recurrent's input projection and its cell's
+products, TiedEmbedding's logits, FlatDense) multiplies in the model's
+precision (lm_trax.precision): the layers take `precision`, the Recurrent
+layer its cell's.
 * `WordTypeDropoutMask`: embedding dropout (Gal & Ghahramani 2016): whole
   word types dropped, the same ones at every position of the batch.
 * `ActivationPenalty`: activation regularization (AR) or temporal activation
@@ -38,6 +43,7 @@ from trax import layers as tl
 from trax import shapes
 from trax.layers import base
 
+from lm_trax import precision as precision_lib
 from lm_trax import recurrence
 
 def default_initializer(init_scale):
@@ -123,8 +129,8 @@ class Recurrent(base.Layer):
     # FlatDense). Back to back, the transposes of stacked layers cancel out.
     length = x.shape[1]
     x_tm = jnp.transpose(x, (1, 0, 2)).reshape((length * batch_size, -1))
-    x_proj = (x_tm @ weights['w_x'] + weights['b']).reshape(
-        (length, batch_size, -1))
+    x_proj = self._cell.matmul(x_tm, weights['w_x']) + weights['b']
+    x_proj = x_proj.reshape((length, batch_size, -1))
     loop = (recurrence.recurrence if self._fast_backward
             else recurrence.reference_recurrence)
     recurrent = self._dropped(self._cell.recurrent(self.weights))
@@ -191,15 +197,17 @@ class TiedEmbedding(base.Layer):
   """One (V, d) table, used twice in a model (trax shares a reused layer).
 
   On int ids (B, T) it looks up vectors (B, T, d); on float vectors (B, T, d)
-  it returns logits (B, T, V) = vectors @ table^T (add a bias layer after it).
-  Press & Wolf 2017, Inan et al. 2017.
+  it returns logits (B, T, V) = vectors @ table^T (add a bias layer after it),
+  multiplied in `precision`. Press & Wolf 2017, Inan et al. 2017.
   """
 
-  def __init__(self, vocab_size, d_model, initializer=None):
+  def __init__(self, vocab_size, d_model, initializer=None,
+               precision=precision_lib.DEFAULT):
     super().__init__(n_in=1, n_out=1, name=f'TiedEmbedding_{vocab_size}_{d_model}')
     self._vocab_size = vocab_size
     self._d_model = d_model
     self._initializer = initializer
+    self._precision = precision_lib.check(precision)
 
   def init_weights_and_state(self, input_signature):
     fallback = tl.RandomNormalInitializer(stddev=self._d_model ** -0.5)
@@ -210,7 +218,8 @@ class TiedEmbedding(base.Layer):
     if jnp.issubdtype(x.dtype, jnp.integer):
       return jnp.take(self.weights, x, axis=0, mode='clip')
     flat = x.reshape((-1, x.shape[-1]))  # One 2-D matmul, as in FlatDense.
-    return (flat @ self.weights.T).reshape(x.shape[:-1] + (self._vocab_size,))
+    logits = precision_lib.matmul(flat, self.weights.T, self._precision)
+    return logits.reshape(x.shape[:-1] + (self._vocab_size,))
 
 
 class FlatDense(tl.Dense):
@@ -223,11 +232,21 @@ class FlatDense(tl.Dense):
   a second time, transposed, for the kernel's gradient; on the flattened
   (B*T, d) matmul it does not. With the flattened loss
   (lm_trax.losses) this halves the time of the PTB LSTM's output layer.
+  The matmul is in `precision` (lm_trax.precision).
   """
+
+  def __init__(self, n_units, precision=precision_lib.DEFAULT, **dense_args):
+    super().__init__(n_units, **dense_args)
+    self._precision = precision_lib.check(precision)
 
   def forward(self, x):
     flat = x.reshape((-1, x.shape[-1]))  # (N, d), N = B * T
-    return super().forward(flat).reshape(x.shape[:-1] + (self._n_units,))
+    if self._use_bias:
+      w, b = self.weights
+      y = precision_lib.matmul(flat, w, self._precision) + b
+    else:
+      y = precision_lib.matmul(flat, self.weights, self._precision)
+    return y.reshape(x.shape[:-1] + (self._n_units,))
 
 
 class Bias(base.Layer):

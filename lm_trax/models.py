@@ -15,7 +15,9 @@ Shared hyperparameters: vocab_size, d_model, n_layers, dropout, mode
 ('train' | 'eval' | 'predict'; dropout is active only in 'train'), plus
 carry_state (keep the recurrent state / NPLM context across batches) and
 init_scale (uniform(-s, s) for every weight, as Zaremba et al.; None keeps
-trax's defaults). Models never import gin: lm_trax.configurables registers them.
+trax's defaults), and precision ('float32' | 'bfloat16', lm_trax.precision:
+the number format of every matmul; chosen by train.precision, not bound on
+the model). Models never import gin: lm_trax.configurables registers them.
 """
 
 import inspect
@@ -26,6 +28,7 @@ from trax import layers as tl
 
 from lm_trax import cells
 from lm_trax import layers
+from lm_trax import precision as precision_lib
 
 
 def _is_int(value):
@@ -57,6 +60,8 @@ _RULES = {
     'direct': _FLAG,
     'mode': (lambda v: v in ('train', 'eval', 'predict'),
              "'train', 'eval' or 'predict'"),
+    'precision': (lambda v: v in precision_lib.PRECISIONS,
+                  ' or '.join(map(repr, precision_lib.PRECISIONS))),
 }
 
 
@@ -69,18 +74,18 @@ def check_hyperparameters(**values):
       raise ValueError(f'{name} must be {description}, got {value!r}')
 
 
-def _output_layers(vocab_size, tied, initializer):
+def _output_layers(vocab_size, tied, initializer, precision):
   """(B, T, d) -> (B, T, vocab_size) logits, the tied table or a Dense."""
   if tied is not None:
     return [tied, layers.Bias(vocab_size, initializer)]
-  return [_dense(vocab_size, initializer)]
+  return [_dense(vocab_size, initializer, precision)]
 
 
-def _dense(n_units, initializer, use_bias=True):
+def _dense(n_units, initializer, precision, use_bias=True):
   """tl.Dense, computed as one flat matmul (layers.FlatDense: faster)."""
   if initializer is None:
-    return layers.FlatDense(n_units, use_bias=use_bias)
-  return layers.FlatDense(n_units, kernel_initializer=initializer,
+    return layers.FlatDense(n_units, precision, use_bias=use_bias)
+  return layers.FlatDense(n_units, precision, kernel_initializer=initializer,
                           bias_initializer=initializer, use_bias=use_bias)
 
 
@@ -104,7 +109,7 @@ def RecurrentLM(vocab_size, cell='lstm', d_model=200, n_layers=2, dropout=0.0,
                 variational=False, input_dropout=None, hidden_dropout=None,
                 output_dropout=None, embedding_dropout=0.0,
                 weight_dropout=0.0, activation_reg=0.0,
-                temporal_activation_reg=0.0):
+                temporal_activation_reg=0.0, precision='float32'):
   """A recurrent language model: embedding -> n_layers x recurrent layer of
   any lm_trax.cells cell -> logits. Zaremba et al. 2014's "small" LSTM is
   the default; AWD-LSTM's regularizers (Merity et al. 2018) are options,
@@ -151,6 +156,8 @@ def RecurrentLM(vocab_size, cell='lstm', d_model=200, n_layers=2, dropout=0.0,
       output, added to the training loss (alpha).
     temporal_activation_reg: TAR, beta * mean((h_t+1 - h_t) ** 2) of the last
       layer's output before dropout (beta).
+    precision: 'float32', or 'bfloat16' matmuls with float32 sums, state
+      and loss (lm_trax.precision); set by train.precision.
 
   Returns:
     A layer mapping (B, T) int32 ids to (B, T, vocab_size) float32 logits.
@@ -158,11 +165,12 @@ def RecurrentLM(vocab_size, cell='lstm', d_model=200, n_layers=2, dropout=0.0,
   settings = dict(locals())
   name = settings.pop('cell')
   check_hyperparameters(**settings)
-  return _recurrent_lm(_cell(name, settings.pop('forget_bias')), **settings)
+  cell = _cell(name, settings.pop('forget_bias'), settings['precision'])
+  return _recurrent_lm(cell, **settings)
 
 
-def _cell(name, forget_bias):
-  """The registered cell `name`, with forget_bias if given.
+def _cell(name, forget_bias, precision):
+  """The registered cell `name` in `precision`, with forget_bias if given.
 
   Raises:
     ValueError: if the name is not registered, or if forget_bias is not 0 and
@@ -171,20 +179,21 @@ def _cell(name, forget_bias):
   options = {} if forget_bias is None else {'forget_bias': forget_bias}
   if forget_bias == 0 and 'forget_bias' not in cells.option_names(name):
     options = {}  # Adds nothing: a recipe's 0 fits any cell.
-  return cells.make(name, **options)
+  return cells.make(name, precision, **options)
 
 
 def _recurrent_lm(cell, vocab_size, d_model, n_layers, dropout, tie_weights,
                   carry_state, init_scale, mode, d_embed, variational,
                   input_dropout, hidden_dropout, output_dropout,
                   embedding_dropout, weight_dropout, activation_reg,
-                  temporal_activation_reg):
+                  temporal_activation_reg, precision):
   """RecurrentLM's layers, its settings checked."""
   d_embed = d_embed or d_model
   rate = lambda specific: dropout if specific is None else specific
   initializer = layers.default_initializer(init_scale)
   if tie_weights:
-    embedding = layers.TiedEmbedding(vocab_size, d_embed, initializer)
+    embedding = layers.TiedEmbedding(vocab_size, d_embed, initializer,
+                                     precision)
   elif initializer is None:
     embedding = tl.Embedding(vocab_size, d_embed)
   else:
@@ -212,7 +221,7 @@ def _recurrent_lm(cell, vocab_size, d_model, n_layers, dropout, tie_weights,
       _penalty('ar', activation_reg, mode),             # on the dropped ones
   ]
   head = _output_layers(vocab_size, embedding if tie_weights else None,
-                        initializer)  # -> (B, T, V) logits
+                        initializer, precision)  # -> (B, T, V) logits
   return RecurrentModel(body, head)
 
 
@@ -271,7 +280,7 @@ def _named_model(name, cell, summary, **defaults):
 
 def NPLM(vocab_size, d_model=60, d_hidden=200, n_context=4, n_layers=1,
          direct=False, dropout=0.0, carry_state=True, init_scale=None,
-         mode='train'):
+         mode='train', precision='float32'):
   """Bengio et al. 2003's neural probabilistic language model.
 
   With x the concatenated feature vectors C(w) of the previous n_context words,
@@ -296,6 +305,8 @@ def NPLM(vocab_size, d_model=60, d_hidden=200, n_context=4, n_layers=1,
     carry_state: take the window's left context from the previous batch.
     init_scale: if set, every weight starts uniform in [-init_scale, init_scale].
     mode: 'train', 'eval' or 'predict'.
+    precision: 'float32', or 'bfloat16' matmuls with float32 sums
+      (lm_trax.precision); set by train.precision.
 
   Returns:
     A layer mapping (B, T) int32 ids to (B, T, vocab_size) float32 logits.
@@ -303,7 +314,8 @@ def NPLM(vocab_size, d_model=60, d_hidden=200, n_context=4, n_layers=1,
   check_hyperparameters(
       vocab_size=vocab_size, d_model=d_model, d_hidden=d_hidden,
       n_context=n_context, n_layers=n_layers, direct=direct, dropout=dropout,
-      carry_state=carry_state, init_scale=init_scale, mode=mode)
+      carry_state=carry_state, init_scale=init_scale, mode=mode,
+      precision=precision)
   initializer = layers.default_initializer(init_scale)
   if initializer is None:
     features = tl.Embedding(vocab_size, d_model)
@@ -312,10 +324,12 @@ def NPLM(vocab_size, d_model=60, d_hidden=200, n_context=4, n_layers=1,
   drop = lambda: [tl.Dropout(rate=dropout, mode=mode)] if dropout else []
   hidden = []
   for _ in range(n_layers):
-    hidden += [_dense(d_hidden, initializer), tl.Tanh()] + drop()
-  mlp = tl.Serial(hidden, _dense(vocab_size, initializer))  # b + U tanh(d + Hx)
+    hidden += [_dense(d_hidden, initializer, precision), tl.Tanh()] + drop()
+  # b + U tanh(d + H x):
+  mlp = tl.Serial(hidden, _dense(vocab_size, initializer, precision))
   if direct:
-    mlp = tl.Branch(mlp, _dense(vocab_size, initializer, use_bias=False))
+    mlp = tl.Branch(mlp, _dense(vocab_size, initializer, precision,
+                                use_bias=False))
   return tl.Serial(
       layers.ContextWindow(n_context, carry_state=carry_state),  # (B,T,n) ids
       features,                                    # -> (B, T, n, d_model)

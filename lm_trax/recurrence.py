@@ -25,6 +25,8 @@ import functools
 import jax
 from jax import numpy as jnp
 
+from lm_trax import precision as precision_lib
+
 
 def reference_recurrence(cell, x_proj, weights, initial):
   """lax.scan over cell.step, differentiated by JAX: (hs, final)."""
@@ -71,16 +73,20 @@ def previous(initial, states):
   return jnp.concatenate([initial[None], states[:-1]], axis=0)
 
 
-def recurrent_matmul_gradient(h_prev, d_product):
+def recurrent_matmul_gradient(h_prev, d_product, precision='float32'):
   """The gradient of a recurrent matrix w read as h_prev @ w at every step:
-  sum over t of h_prev[t]^T @ d_product[t], as one matmul.
+  sum over t of h_prev[t]^T @ d_product[t], as one matmul in `precision`
+  (lm_trax.precision; the cell's).
 
   Args:
     h_prev: (T, B, d) the states the products read.
     d_product: (T, B, n) the gradient of each step's h_prev[t] @ w.
+    precision: 'float32', or 'bfloat16' (operands rounded, sums float32).
 
   Returns:
     (d, n), the gradient of w.
   """
   d = h_prev.shape[-1]
-  return h_prev.reshape(-1, d).T @ d_product.reshape(-1, d_product.shape[-1])
+  return precision_lib.matmul(h_prev.reshape(-1, d).T,
+                              d_product.reshape(-1, d_product.shape[-1]),
+                              precision)

@@ -85,7 +85,8 @@ def write_model_description(output_dir, description):
                               json.dumps(description, indent=1))
 
 
-def record_start(output_dir, step, to_step, devices, argv=None):
+def record_start(output_dir, step, to_step, devices, argv=None,
+                 precision='float32'):
   """Appends a record of this start of training to run.json, atomically.
 
   run.json is {"starts": [record, ...]}, one record per start of train(), the
@@ -99,6 +100,7 @@ def record_start(output_dir, step, to_step, devices, argv=None):
     to_step: the step it trains to (train.n_steps).
     devices: jax.devices(), the devices of every process.
     argv: the command line; default sys.argv.
+    precision: train.precision, the matmuls' number format.
   """
   starts = read_starts(output_dir)
   starts.append({
@@ -106,6 +108,7 @@ def record_start(output_dir, step, to_step, devices, argv=None):
           timespec='seconds'),
       'step': int(step),
       'to_step': int(to_step),
+      'precision': precision,
       'command': list(sys.argv if argv is None else argv),
       'cwd': os.getcwd(),
       'versions': package_versions(),

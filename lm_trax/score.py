@@ -2,6 +2,7 @@
 
   python -m lm_trax.score --output_dir RUN [FILE|-] [--json] [--skip_unknown]
                           [--checkpoint latest|best|STEP]
+                          [--precision float32|bfloat16]
   python -m lm_trax.score --output_dir RUN --next "the stock market" --top_k 5
 
 Each input line is scored on its own, from a fresh state primed with the
@@ -127,7 +128,7 @@ def main(argv=None):
     # Imported here, not above, so that the command answers --help without
     # loading trax or TensorFlow.
     from lm_trax import trained  # pylint: disable=g-import-not-at-top
-    run = trained.Run(args.output_dir, args.checkpoint)
+    run = trained.Run(args.output_dir, args.checkpoint, args.precision)
     if args.next is not None:
       for token, prob in next_tokens(run, args.next, args.top_k,
                                      args.skip_unknown):

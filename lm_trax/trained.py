@@ -21,6 +21,8 @@ from lm_trax import config
 from lm_trax import corpora
 from lm_trax import data
 from lm_trax import inference
+from lm_trax import precision as precision_lib
+from lm_trax import training
 from lm_trax import vocab as vocab_lib
 from lm_trax.errors import UserError
 from lm_trax.run_dir import CONFIG_FILE
@@ -33,10 +35,16 @@ class Run:
   function with its hyperparameters, the corpus and the batching) as plain
   values: the process's gin configuration is left as it was, and several
   runs can be open side by side.
+
+  The model runs in the precision it was trained in (train.precision), or in
+  the one given (lm_trax.precision: the same float32 weights, matmuls in
+  another number format).
   """
 
-  def __init__(self, output_dir, checkpoint=checkpoints.LATEST):
-    """Opens output_dir; checkpoint is 'latest', 'best' or a step number."""
+  def __init__(self, output_dir, checkpoint=checkpoints.LATEST,
+               precision=None):
+    """Opens output_dir; checkpoint is 'latest', 'best' or a step number;
+    precision 'float32', 'bfloat16' or None (the run's own)."""
     self.output_dir = pathlib.Path(output_dir).expanduser()
     if not self.output_dir.is_dir():
       raise UserError(f'run directory {self.output_dir} does not exist; '
@@ -58,9 +66,15 @@ class Run:
     self.vocab = vocab_lib.Vocab.load(self.output_dir)
     with compat.gin_isolated():
       config.parse([str(self.output_dir / CONFIG_FILE)])
-      self._model_fn = config.bound_model('train.model')
+      model_fn = config.bound_model('train.model')
+      self.trained_precision = config.settings(training.train)['precision']
       self._batching_settings = config.settings(data.Batching)
       self._corpus_settings = config.settings(corpora.Corpus)
+    self.precision = precision or self.trained_precision
+    try:
+      self._model_fn = precision_lib.bind(model_fn, self.precision)
+    except ValueError as e:
+      raise UserError(str(e)) from None
     self._predictor = None
 
   def batching(self):

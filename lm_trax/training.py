@@ -40,6 +40,7 @@ from lm_trax import layers
 from lm_trax import loop as loop_lib
 from lm_trax import losses
 from lm_trax import parallel
+from lm_trax import precision as precision_lib
 from lm_trax import run_dir
 from lm_trax import schedules
 from lm_trax import signals
@@ -118,6 +119,28 @@ def _check_model_settings(model):
     raise UserError(f'{name}: {one_line(e)}; fix the gin binding') from None
 
 
+def _model_in_precision(model, precision):
+  """The model function with its precision bound (lm_trax.precision.bind)."""
+  try:
+    precision_lib.check(precision)
+  except ValueError as e:
+    raise UserError(f'train.{one_line(e)}; fix the gin binding') from None
+  try:
+    return precision_lib.bind(model, precision)
+  except ValueError as e:
+    raise UserError(one_line(e)) from None
+
+
+def _note_precision_change(output_dir, precision):
+  """Logs a resume in another precision than the last start's: allowed
+  (e.g. fine-tuning in bfloat16), but not bit-exact with an uninterrupted run."""
+  starts = run_dir.read_starts(output_dir)
+  before = starts[-1].get('precision', 'float32') if starts else precision
+  if before != precision:
+    loop_lib.log(f'note: the run trained in {before} so far and goes on in '
+                 f'{precision} (train.precision); run.json records both')
+
+
 @gin.configurable(module='lm_trax')
 def train(output_dir,
           corpus=None,
@@ -134,6 +157,7 @@ def train(output_dir,
           exact_eval_every=None,
           vocab_max_size=None,
           nt_asgd_nonmono=None,
+          precision='float32',
           seed=0):
   """Trains a language model with trax's Loop; resumes from output_dir.
 
@@ -169,6 +193,10 @@ def train(output_dir,
       loss is worse than the best of all checks but the last this many,
       validate, keep as best and evaluate the average of the weights since
       (AWD-LSTM: 5). None trains without averaging.
+    precision: the number format of the model's matmuls, 'float32' or
+      'bfloat16' (lm_trax.precision; weights, gradients, optimizer state,
+      recurrent state and loss stay float32). Recorded in config.gin and
+      run.json; evaluation runs in it unless told otherwise.
     seed: seeds initialization, dropout and line shuffling.
 
   Returns:
@@ -187,6 +215,7 @@ def train(output_dir,
     raise UserError(f'the run directory {output_dir} is a file; give '
                     '--output_dir a directory (new, or a run to resume)')
   output_dir.mkdir(parents=True, exist_ok=True)
+  model = _model_in_precision(model, precision)
   _check_model_settings(model)
   # trax seeds each layer's initialization from Python's `random` when the
   # layer is built, before the Loop seeds it: seed everything here.
@@ -295,7 +324,9 @@ def train(output_dir,
   if loop.step:
     loop_lib.log(f'resuming at step {loop.step} from {output_dir}')
   if parallel.is_chief():
-    run_dir.record_start(output_dir, loop.step, n_steps, jax.devices())
+    _note_precision_change(output_dir, precision)
+    run_dir.record_start(output_dir, loop.step, n_steps, jax.devices(),
+                         precision=precision)
   started = time.time()
   with signals.stop_on_signals(loop):
     loop.run(n_steps - loop.step)

@@ -17,6 +17,7 @@ from lm_trax import process  # pylint: disable=wrong-import-position
 process.set_up()
 
 from lm_trax import configurables  # pylint: disable=unused-import,wrong-import-position  (trax fixes, gin names)
+from lm_trax import download  # pylint: disable=wrong-import-position
 
 # Compile fast: tests check behaviour, not speed (as flax's examples do).
 jax.config.update('jax_disable_most_optimizations', True)
@@ -40,7 +41,8 @@ def tiny_sentences(n):
 
 
 def write_tiny_data_dir(root):
-  """A data dir laid out like ../shared/data, with tiny corpora."""
+  """A data dir laid out like lm_trax's (lm_trax.download), with tiny
+  corpora."""
   root = pathlib.Path(root)
   (root / 'ptb').mkdir(parents=True, exist_ok=True)
   for split, n in (('train', 400), ('valid', 100), ('test', 100)):
@@ -114,11 +116,14 @@ def use_tiny_data(tiny_data_dir, monkeypatch):
 
 @pytest.fixture
 def real_data_dir():
-  """../shared/data (or LM_TRAX_DATA_DIR); skips the test when absent."""
-  path = pathlib.Path(os.environ.get('LM_TRAX_DATA_DIR') or
-                      REPO.parent / 'shared' / 'data')
+  """lm_trax's data directory (lm_trax.download.default_data_dir:
+  LM_TRAX_DATA_DIR, else ~/.cache/lm_trax/data) when it holds the real PTB;
+  skips the test when it does not."""
+  path = download.default_data_dir()
   if not (path / 'ptb' / 'ptb.train.txt').is_file():
-    pytest.skip(f'real data not found at {path}')
+    pytest.skip(f'the real PTB is not in {path}: get it with `python -m '
+                f'lm_trax.download ptb`, or point {download.ENV_VAR} at a '
+                'data directory that has it')
   return path
 
 

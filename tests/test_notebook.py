@@ -3,12 +3,12 @@
 The notebook is executed once per session with nbclient (a Jupyter kernel on
 this Python), in a temporary directory, with LM_TRAX_TOUR_TINY=1: its
 parameter cell then picks smoke-test sizes. The tour trains on Penn Treebank
-from the data directory; CI puts it beside the clone (../shared/data).
+from lm_trax's data directory (LM_TRAX_DATA_DIR, else ~/.cache/lm_trax/data;
+CI sets LM_TRAX_DATA_DIR in .ci/run).
 """
 
 import json
 import math
-import os
 import pathlib
 
 import nbclient
@@ -16,6 +16,7 @@ import nbformat
 import pytest
 
 import lm_trax
+from lm_trax import download
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 NOTEBOOK = REPO / 'notebooks' / 'tour.ipynb'
@@ -33,13 +34,13 @@ print(json.dumps({
 
 
 def _ptb_dir():
-  """The data directory the tour reads; fails (does not skip) without PTB."""
-  path = pathlib.Path(os.environ.get('LM_TRAX_DATA_DIR') or
-                      REPO.parent / 'shared' / 'data')
+  """The data directory the tour reads (lm_trax.download.default_data_dir);
+  fails (does not skip) without PTB."""
+  path = download.default_data_dir()
   if not (path / 'ptb' / 'ptb.train.txt').is_file():
     pytest.fail(f'the tour trains on Penn Treebank, which is not in {path}: '
                 f'python -m lm_trax.download ptb --data_dir {path}, or point '
-                'LM_TRAX_DATA_DIR at a data directory that has it')
+                f'{download.ENV_VAR} at a data directory that has it')
   return path
 
 

@@ -1,6 +1,7 @@
 """The README's commands are the ones CI and users run."""
 
 import pathlib
+import re
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 TEST_COMMAND = "pip install -e '.[test]' && pytest -q"
@@ -32,3 +33,20 @@ def test_the_development_section_names_every_module():
     name = module.removeprefix('lm_trax/')
     drawing = development[:development.index('lm_trax/corpora.py')]
     assert name in drawing, f'README.md, Development drawing: add {name}'
+
+
+def _code_lines(text):
+  """Python source without docstrings, comments and blank lines."""
+  text = re.sub(r'"""[\s\S]*?"""', '', text)
+  lines = (re.sub(r'\s+#.*$', '', line).rstrip() for line in text.split('\n'))
+  return [line for line in lines if line.strip()]
+
+
+def test_the_readme_shows_the_worked_example_cell_as_the_file_has_it():
+  readme = (REPO / 'README.md').read_text()
+  start = readme.index('@cells.register\n@dataclasses.dataclass(frozen=True)'
+                       '\nclass MGU')
+  shown = readme[start:readme.index('```', start)]
+  source = (REPO / 'lm_trax' / 'cells' / 'mgu.py').read_text()
+  source = source[source.index('@cells.register'):]
+  assert _code_lines(shown) == _code_lines(source)

@@ -95,13 +95,15 @@ RESUME_BINDINGS = ['train.eval_every = 2', 'train.checkpoint_every = 2',
                    'RecurrentLM.dropout = 0.3']  # The random key must resume too.
 
 
+@pytest.mark.parametrize('precision', ['float32', 'bfloat16'])
 def test_resume_continues_at_the_saved_step_with_identical_weights(
-    use_tiny_data, tmp_path):
+    use_tiny_data, tmp_path, precision):
   files = [str(GIN_DIR / 'ptb_lstm.gin'), TINY]
-  straight = _train(files, RESUME_BINDINGS + ['train.n_steps = 6'],
+  bindings = RESUME_BINDINGS + [f"train.precision = '{precision}'"]
+  straight = _train(files, bindings + ['train.n_steps = 6'],
                     tmp_path / 'straight')
   # Rerunning the finished run restores it and trains no further.
-  again = _train(files, RESUME_BINDINGS + ['train.n_steps = 6'],
+  again = _train(files, bindings + ['train.n_steps = 6'],
                  tmp_path / 'straight')
   assert again.step == 6
   for a, b in zip(_weights(straight), _weights(again)):
@@ -109,10 +111,10 @@ def test_resume_continues_at_the_saved_step_with_identical_weights(
 
   # Stopped at step 4 and resumed to 6: same data position and carried state,
   # so the same weights as the uninterrupted run.
-  first = _train(files, RESUME_BINDINGS + ['train.n_steps = 4'],
+  first = _train(files, bindings + ['train.n_steps = 4'],
                  tmp_path / 'resumed')
   assert first.step == 4
-  resumed = _train(files, RESUME_BINDINGS + ['train.n_steps = 6'],
+  resumed = _train(files, bindings + ['train.n_steps = 6'],
                    tmp_path / 'resumed')
   assert resumed.step == 6
   for a, b in zip(_weights(straight), _weights(resumed)):

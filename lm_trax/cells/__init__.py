@@ -16,6 +16,10 @@ A cell is one record (a frozen dataclass, subclass of `Cell`):
                one time step, pure: weights a dict of the recurrent weights,
                carry a tuple of (B, d) arrays in state_names order, xp the
                step's input projection (B, G*d); h (B, d) is the output.
+               Every product with a weight is `self.matmul(x, w)`, which
+               multiplies in the cell's precision (lm_trax.precision: float32,
+               or bfloat16 operands with float32 sums); the rest of the step
+               is float32.
 
 That is all a cell needs: layers.Recurrent scans `step` over time and JAX
 differentiates it. A cell may add a hand-written backward pass for speed
@@ -35,6 +39,8 @@ import pkgutil
 from typing import Callable, Tuple
 
 from jax import numpy as jnp
+
+from lm_trax import precision as precision_lib
 
 _REGISTRY = {}
 
@@ -82,8 +88,12 @@ class Cell:
 
   Subclasses are frozen dataclasses: their fields are the cell's options
   (e.g. LSTM.forget_bias), so a cell is a hashable value that jit can treat
-  as static.
+  as static. Every cell also has `precision` (lm_trax.precision), which the
+  model sets: its steps multiply in it through `matmul`.
   """
+  precision: str = dataclasses.field(default=precision_lib.DEFAULT,
+                                     kw_only=True)
+
   name = None
   state_names = ('h',)
   n_gates = 1
@@ -100,6 +110,10 @@ class Cell:
   def fast_backward(self):
     """A FastBackward, or None to differentiate the scanned step."""
     return None
+
+  def matmul(self, x, w):
+    """x (..., k) @ w (k, n) -> (..., n) float32 in the cell's precision."""
+    return precision_lib.matmul(x, w, self.precision)
 
   def zero_state(self, batch_size, d):
     """The state before any input: a tuple of (B, d) float32 zeros."""
@@ -138,11 +152,13 @@ def names():
 
 def option_names(name):
   """The options a registered cell takes, e.g. ('forget_bias',) for lstm."""
-  return tuple(f.name for f in dataclasses.fields(_cell_class(name)))
+  return tuple(f.name for f in dataclasses.fields(_cell_class(name))
+               if f.name != 'precision')
 
 
-def make(name, **options):
-  """The registered cell `name` with `options` (its dataclass fields).
+def make(name, precision=precision_lib.DEFAULT, **options):
+  """The registered cell `name` with `options` (its dataclass fields),
+  multiplying in `precision`.
 
   Raises:
     ValueError: naming the registered cells, or the cell's options.
@@ -153,7 +169,7 @@ def make(name, **options):
     takes = ', '.join(option_names(name)) or 'no options'
     raise ValueError(f'the {name} cell has no {", ".join(unknown)} (it takes '
                      f'{takes})')
-  return cell_class(**options)
+  return cell_class(precision=precision_lib.check(precision), **options)
 
 
 def _cell_class(name):

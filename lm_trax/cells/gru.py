@@ -45,7 +45,7 @@ class GRU(cells.Cell):
     """The step, also returning (r, z, n, h w_h_n + b_hn) for the backward."""
     (h,) = carry
     d = h.shape[-1]
-    hp = h @ weights['w_h']
+    hp = self.matmul(h, weights['w_h'])
     r, z = jnp.split(sigmoid(xp[:, :2 * d] + hp[:, :2 * d]), 2, axis=-1)
     hn = hp[:, 2 * d:] + weights['b_hn']
     n = jnp.tanh(xp[:, 2 * d:] + r * hn)
@@ -77,11 +77,12 @@ class GRU(cells.Cell):
       da_r = da_n * hn * r * (1. - r)
       da_z = dh * (h_before - n) * z * (1. - z)
       d_hp = jnp.concatenate([da_r, da_z, da_n * r], axis=-1)
-      return (dh * z + d_hp @ w_h_t,), (
+      return (dh * z + self.matmul(d_hp, w_h_t),), (
           jnp.concatenate([da_r, da_z, da_n], axis=-1), d_hp)
     d_initial, (d_x_proj, d_hp) = jax.lax.scan(
         step, tuple(d_final), (d_hs, h_prev, acts), reverse=True)
     d = h_prev.shape[-1]
-    d_weights = {'w_h': recurrence.recurrent_matmul_gradient(h_prev, d_hp),
+    d_weights = {'w_h': recurrence.recurrent_matmul_gradient(
+                     h_prev, d_hp, self.precision),
                  'b_hn': jnp.sum(d_hp[..., 2 * d:], axis=(0, 1))}
     return d_x_proj, d_weights, d_initial

@@ -42,7 +42,7 @@ class LSTM(cells.Cell):
     """The step, also returning what the backward pass reads: (c, h), (h,
     (c, the four gate activations (B, 4d)))."""
     c, h = carry
-    i, f, g, o = jnp.split(xp + h @ w_h, 4, axis=-1)
+    i, f, g, o = jnp.split(xp + self.matmul(h, w_h), 4, axis=-1)
     i, f, g, o = sigmoid(i), sigmoid(f + self.forget_bias), jnp.tanh(g), sigmoid(o)
     c = f * c + i * g
     h = o * jnp.tanh(c)
@@ -75,9 +75,9 @@ class LSTM(cells.Cell):
                             dc * c_before * f * (1. - f),
                             dc * i * (1. - g * g),
                             dh * tanh_c * o * (1. - o)], axis=-1)
-      return (dc * f, da @ w_h_t), da
+      return (dc * f, self.matmul(da, w_h_t)), da
     d_initial, das = jax.lax.scan(step, tuple(d_final),
                                   (d_hs, cs, c_prev, acts), reverse=True)
     d_w_h = recurrence.recurrent_matmul_gradient(
-        recurrence.previous(initial[1], hs), das)
+        recurrence.previous(initial[1], hs), das, self.precision)
     return das, {'w_h': d_w_h}, d_initial

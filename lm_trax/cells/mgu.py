@@ -38,7 +38,8 @@ class MGU(cells.Cell):
   def step(self, weights, carry, xp):
     (h,) = carry
     xp_f, xp_n = jnp.split(xp, 2, axis=-1)
-    f = jax.nn.sigmoid(xp_f + h @ weights['u_f'] + self.forget_bias)
-    n = jnp.tanh(xp_n + (f * h) @ weights['u_n'])
+    f = jax.nn.sigmoid(xp_f + self.matmul(h, weights['u_f']) +
+                       self.forget_bias)
+    n = jnp.tanh(xp_n + self.matmul(f * h, weights['u_n']))
     h = (1. - f) * h + f * n
     return (h,), h

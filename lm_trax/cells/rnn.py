@@ -28,7 +28,7 @@ class RNN(cells.Cell):
             cells.Weight('b', (d,), cells.zeros))
 
   def step(self, weights, carry, xp):
-    h = jnp.tanh(xp + carry[0] @ weights['w_h'])
+    h = jnp.tanh(xp + self.matmul(carry[0], weights['w_h']))
     return (h,), h
 
   @property
@@ -49,9 +49,9 @@ class RNN(cells.Cell):
       (dh,) = carry
       dh_out, h = inputs
       da = (dh + dh_out) * (1. - h * h)
-      return (da @ w_h_t,), da
+      return (self.matmul(da, w_h_t),), da
     d_initial, das = jax.lax.scan(step, tuple(d_final), (d_hs, hs),
                                   reverse=True)
     d_w_h = recurrence.recurrent_matmul_gradient(
-        recurrence.previous(initial[0], hs), das)
+        recurrence.previous(initial[0], hs), das, self.precision)
     return das, {'w_h': d_w_h}, d_initial
