@@ -115,7 +115,8 @@ def _check_model_settings(model):
   try:
     model(vocab_size=2, mode='train')
   except ValueError as e:  # models.check_hyperparameters
-    name = getattr(model, '__name__', 'the model')
+    named = getattr(model, 'func', model)  # precision.bind's partial.
+    name = getattr(named, '__name__', 'the model')
     raise UserError(f'{name}: {one_line(e)}; fix the gin binding') from None
 
 
