@@ -10,16 +10,16 @@
   last n-1 ids across batches the same way (the NPLM's "state").
 * `TiedEmbedding`: one table used twice: ids -> vectors, then vectors -> logits.
 * `FlatDense`: tl.Dense as one 2-D matmul (faster on XLA:CPU, same function).
-
-Every matmul with a weight (Recurrent's input projection and its cell's
-products, TiedEmbedding's logits, FlatDense) multiplies in the model's
-precision (lm_trax.precision): the layers take `precision`, the Recurrent
-layer its cell's.
 * `WordTypeDropoutMask`: embedding dropout (Gal & Ghahramani 2016): whole
   word types dropped, the same ones at every position of the batch.
 * `ActivationPenalty`: activation regularization (AR) or temporal activation
   regularization (TAR, Merity et al. 2017): an identity layer that adds the
   penalty's gradient in the backward pass.
+
+Every matmul with a weight (Recurrent's input projection and its cell's
+products, TiedEmbedding's logits, FlatDense) multiplies in the model's
+precision (lm_trax.precision): the layers take `precision`, the Recurrent
+layer its cell's.
 
 Variational ("locked") dropout needs no layer of its own: tl.Dropout with
 shared_axes=[1] draws one mask per sequence and feature and reuses it at every

@@ -115,8 +115,7 @@ def _check_model_settings(model):
   try:
     model(vocab_size=2, mode='train')
   except ValueError as e:  # models.check_hyperparameters
-    named = getattr(model, 'func', model)  # precision.bind's partial.
-    name = getattr(named, '__name__', 'the model')
+    name = getattr(model, '__name__', 'the model')
     raise UserError(f'{name}: {one_line(e)}; fix the gin binding') from None
 
 
@@ -216,8 +215,8 @@ def train(output_dir,
     raise UserError(f'the run directory {output_dir} is a file; give '
                     '--output_dir a directory (new, or a run to resume)')
   output_dir.mkdir(parents=True, exist_ok=True)
-  model = _model_in_precision(model, precision)
   _check_model_settings(model)
+  model = _model_in_precision(model, precision)
   # trax seeds each layer's initialization from Python's `random` when the
   # layer is built, before the Loop seeds it: seed everything here.
   random.seed(seed)
