@@ -14,7 +14,7 @@ trax import lm_trax.compat (its fixes for current JAX) first, and gin
 configurables are registered when a config is parsed (lm_trax.configurables).
 """
 
-__version__ = '0.4.0'
+__version__ = '0.5.0'
 
 
 def __getattr__(name):

@@ -85,7 +85,7 @@ class LanguageModel:
       cache: the continuous cache, dict(size=, theta=, lam=) or an
         lm_trax.adaptation.Cache; None for none.
       dynamic: dynamic evaluation, dict(rule='sgd'|'rms', lr=, decay=0,
-        segment=5, epsilon=0.001, statistics_tokens=None) or an
+        segment=5, epsilon=2e-5, statistics_tokens=None) or an
         lm_trax.adaptation.Dynamic; None for none. The rule 'rms' reads the
         run's train split for its gradient statistics.
 

@@ -1,4 +1,4 @@
-"""NT-ASGD's averaged weights (Merity et al. 2018, AWD-LSTM).
+"""Averaged weights: NT-ASGD's (Merity et al. 2018, AWD-LSTM) and the tail's.
 
 Non-monotonically triggered averaged SGD: train with plain SGD; at each exact
 validation check, if the validation loss is worse than the best of all checks
@@ -11,11 +11,17 @@ generation are the mean of the SGD iterates since then,
 while SGD itself goes on from its own iterate w_t (torch.optim.ASGD with
 t0 = 0, lambd = 0, as AWD-LSTM uses it).
 
+Tail averaging (train.average_from_epoch) starts at a fixed step instead, as
+AWD-LSTM's fine-tuning stage starts ASGD again from a trained model. Either
+way, each exact validation then scores the raw iterate too, and the best
+checkpoint keeps whichever validates better (lm_trax.loop).
+
 The average lives beside each checkpoint's trax files as AVERAGE_FILE (the
 count and the mean's leaves in the order of the model's weights), so an
 interrupted run resumes it exactly and `trained.Run` loads it in place of the
-raw weights. When averaging started is not stored: it is replayed from the
-run's exact validation record (metrics.jsonl), which the rule depends on only.
+raw weights. When averaging started is not stored: NT-ASGD's start is
+replayed from the run's exact validation record (metrics.jsonl), which its
+rule depends on only; the tail's from its step.
 """
 
 import pathlib

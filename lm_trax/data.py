@@ -17,6 +17,15 @@ can carry its state across batches:
 
    A pass has (L - 1) // T batches; training drops the last partial window.
 
+   Variable-length windows (AWD-LSTM's variable BPTT, with a few static
+   lengths so that each compiles once): with Batching.seq_lens, training
+   cuts each pass into windows of those lengths, as many of each as
+   seq_len_weights apportions of the row, in an order shuffled per pass by
+   (seed, pass) -- the same on resume. A pass always has the same windows,
+   so steps per epoch stay fixed, and the learning rate of each step is
+   scaled by its window's length / seq_len (`WindowSchedule.scaled`, as
+   AWD-LSTM scales it). Evaluation keeps windows of seq_len.
+
 (ii) Line batches (seeds 002/003): each line becomes [eos] + tokens(line) (the
 line's own eos ends it), shuffled, filtered by length, bucketed by length with
 padding to the bucket boundary (few distinct shapes, few compilations), and
@@ -77,17 +86,80 @@ def CutWindows(seq_len):  # pylint: disable=invalid-name
   return cut
 
 
+class WindowSchedule:
+  """The window lengths of variable-length contiguous batches.
+
+  Each pass over rows of `row_tokens` tokens is cut into `counts[i]` windows
+  of `lengths[i]` tokens, shuffled per pass; `seq_len` is the length the
+  learning rate is given for.
+  """
+
+  def __init__(self, row_tokens, lengths, weights, seq_len, seed=0):
+    self.lengths = tuple(int(n) for n in lengths)
+    self.seq_len = seq_len
+    self.seed = seed
+    total = float(sum(weights))
+    mean = sum(n * w for n, w in zip(self.lengths, weights)) / total
+    n_windows = int((row_tokens - 1) // mean)
+    counts = [int(round(n_windows * w / total)) for w in weights]
+    # Rounding may overshoot the row: drop windows, longest first.
+    by_length = sorted(range(len(counts)), key=lambda i: -self.lengths[i])
+    while sum(c * n for c, n in zip(counts, self.lengths)) > row_tokens - 1:
+      counts[next(i for i in by_length if counts[i])] -= 1
+    if not sum(counts):
+      raise UserError(f'rows of {row_tokens} tokens are too short for '
+                      f'windows of {self.lengths}; lower Batching.seq_lens '
+                      'or batch_size')
+    self.counts = tuple(counts)
+    self.steps_per_pass = sum(counts)
+    self._cached = (None, None)
+
+  def pass_lengths(self, pass_index):
+    """(steps_per_pass,) int array: the window lengths of one pass, in
+    order."""
+    if self._cached[0] != pass_index:
+      order = np.repeat(np.array(self.lengths, np.int64), self.counts)
+      np.random.default_rng([self.seed, pass_index]).shuffle(order)
+      self._cached = (pass_index, order)
+    return self._cached[1]
+
+  def length_at(self, step):
+    """The window length of training step `step` (counted from 1)."""
+    pass_index, index = divmod(int(step) - 1, self.steps_per_pass)
+    return int(self.pass_lengths(pass_index)[index])
+
+  def scaled(self, schedule):
+    """A learning-rate schedule (step -> rate) times each step's window
+    length / seq_len."""
+    return lambda step: schedule(step) * self.length_at(step) / self.seq_len
+
+
+def CutVariableWindows(schedule):  # pylint: disable=invalid-name
+  """(B, L) grid per pass -> (inputs, targets) windows of the lengths a
+  WindowSchedule gives that pass, in order."""
+  def cut(generator):
+    for pass_index, grid in enumerate(generator):
+      start = 0
+      for length in schedule.pass_lengths(pass_index):
+        yield (grid[:, start:start + length],
+               grid[:, start + 1:start + length + 1])
+        start += length
+  return cut
+
+
 def steps_per_pass(n_tokens, batch_size, seq_len):
   """Number of contiguous batches in one pass over a split of n_tokens."""
   return (n_tokens // batch_size - 1) // seq_len
 
 
-def contiguous_batches(ids, batch_size, seq_len, n_passes=None):
-  """Stream of contiguous (inputs, targets, weights) batches over `ids`."""
+def contiguous_batches(ids, batch_size, seq_len, n_passes=None,
+                       windows=None):
+  """Stream of contiguous (inputs, targets, weights) batches over `ids`;
+  windows of seq_len, or of a WindowSchedule's lengths."""
   return trax.data.Serial(
       RepeatPasses(ids, n_passes),
       LayoutRows(batch_size),
-      CutWindows(seq_len),
+      CutWindows(seq_len) if windows is None else CutVariableWindows(windows),
       trax.data.AddLossWeights(id_to_mask=PAD_ID),
   )()
 
@@ -170,18 +242,43 @@ def _check_positive_int(name, value):
     raise UserError(f'{name} must be >= 1, got {value}')
 
 
+def _check_variable_lengths(kind, seq_lens, seq_len_weights):
+  """(seq_lens, seq_len_weights) as tuples, checked; (None, None) if unset."""
+  if seq_lens is None and seq_len_weights is None:
+    return None, None
+  if kind != 'contiguous':
+    raise UserError('Batching.seq_lens is for contiguous batches; line '
+                    'batches take their lengths from the lines')
+  if seq_lens is None or seq_len_weights is None:
+    raise UserError('set Batching.seq_lens and Batching.seq_len_weights '
+                    'together, e.g. (30, 35, 40) and (0.25, 0.5, 0.25)')
+  seq_lens, seq_len_weights = tuple(seq_lens), tuple(seq_len_weights)
+  for value in seq_lens:
+    _check_positive_int('Batching.seq_lens', value)
+  if len(seq_len_weights) != len(seq_lens) or not all(
+      isinstance(w, (int, float)) and not isinstance(w, bool) and w > 0
+      for w in seq_len_weights):
+    raise UserError(f'Batching.seq_len_weights must be {len(seq_lens)} '
+                    f'numbers > 0, one per seq_lens, got {seq_len_weights!r}')
+  return seq_lens, seq_len_weights
+
+
 @gin.configurable(module='lm_trax')
 class Batching:
   """How a split becomes batches; the gin-configurable choice of stream.
 
-  kind='contiguous': batch_size rows x seq_len windows (carried state).
+  kind='contiguous': batch_size rows x seq_len windows (carried state);
+    with seq_lens (e.g. (17, 30, 35, 40)) and seq_len_weights (e.g.
+    (0.05, 0.24, 0.47, 0.24)) training windows have those lengths in those
+    proportions, the learning rate scaled by length / seq_len (see the
+    module docstring).
   kind='lines': one example per line, bucketed by length (boundaries,
     batch_sizes, max_length), padded and masked.
   """
 
   def __init__(self, kind='contiguous', batch_size=20, seq_len=20,
                boundaries=(32, 64, 128), batch_sizes=(64, 32, 16, 8),
-               max_length=256, seed=0):
+               max_length=256, seed=0, seq_lens=None, seq_len_weights=None):
     if kind not in ('contiguous', 'lines'):
       raise UserError(f"Batching.kind must be 'contiguous' or 'lines', "
                       f'got {kind!r}')
@@ -197,14 +294,18 @@ class Batching:
     self.batch_sizes = tuple(batch_sizes)
     self.max_length = max_length
     self.seed = seed
+    self.seq_lens, self.seq_len_weights = _check_variable_lengths(
+        kind, seq_lens, seq_len_weights)
 
-  def stream(self, vocab, text, n_passes=None, n_devices=1):
+  def stream(self, vocab, text, n_passes=None, n_devices=1, training=False):
     """An endless (or n_passes) stream of batches over one split's text,
-    each splitting evenly over n_devices (see check_devices)."""
+    each splitting evenly over n_devices (see check_devices); training
+    streams have the variable windows, if configured."""
     self.check_devices(n_devices)
     if self.kind == 'contiguous':
+      windows = self.windows(vocab, text) if training else None
       return contiguous_batches(vocab.encode(text), self.batch_size,
-                                self.seq_len, n_passes)
+                                self.seq_len, n_passes, windows)
     return line_batches(split_lines(vocab, text), vocab, self.boundaries,
                         self.batch_sizes, self.max_length, seed=self.seed,
                         n_passes=n_passes, row_multiple=n_devices)
@@ -241,8 +342,21 @@ class Batching:
       return (self.batch_size,)
     return tuple(-(-b // n_devices) * n_devices for b in self.batch_sizes)
 
+  def windows(self, vocab, text):
+    """The WindowSchedule of training on a split's text, or None for
+    windows of seq_len."""
+    if self.kind != 'contiguous' or self.seq_lens is None:
+      return None
+    return WindowSchedule(len(vocab.split(text)) // self.batch_size,
+                          self.seq_lens, self.seq_len_weights, self.seq_len,
+                          self.seed)
+
   def steps_per_pass(self, vocab, text):
-    """Batches in one pass over the split (for lines: counted by running it)."""
+    """Training batches in one pass over the split (for lines: counted by
+    running it)."""
+    windows = self.windows(vocab, text)
+    if windows is not None:
+      return windows.steps_per_pass
     if self.kind == 'contiguous':
       return steps_per_pass(len(vocab.split(text)), self.batch_size,
                             self.seq_len)

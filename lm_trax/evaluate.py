@@ -95,7 +95,7 @@ _ADAPTATION_FLAGS = (
     ('dynamic_segment', int, 'dynamic evaluation: tokens per update '
      '(default 5)'),
     ('dynamic_epsilon', float, "rule 'rms': added to the gradients' rms "
-     '(default 0.001)'),
+     '(default 2e-5)'),
     ('dynamic_stats_tokens', int, "rule 'rms': gather the gradient "
      'statistics on the first N train tokens (default: all)'),
 )

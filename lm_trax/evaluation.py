@@ -27,7 +27,9 @@ subwords the text itself; for words, the words joined by single spaces with
 a '\\n' per <eos>. W is its whitespace-separated words plus one per line end,
 as PTB's word-level perplexity counts <eos>; so at word level W = N and
 word_ppl = ppl, and bpc and word_ppl compare models of any level on the same
-text. (At character level C = N and bpc = loss / ln 2.)
+text. (At character level C = N and bpc = loss / ln 2; so too for
+character-level PTB, whose symbols are read as words: each stands for the
+one character it spells (`Vocab.spelled`), and W counts PTB's words.)
 
 The continuous cache and dynamic evaluation (lm_trax.adaptation) read the
 text as one stream too (`adapted_loss`): every token is still predicted once,

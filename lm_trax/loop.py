@@ -163,17 +163,20 @@ class Loop(trax_training.Loop):
 
   def __init__(self, *args, n_steps, token_counter, metrics_log,
                exact_validation=None, exact_eval_at=None, layout=None,
-               nt_asgd_nonmono=None, corpus=None, batching=None, log_at=None,
-               **kwargs):
+               nt_asgd_nonmono=None, average_from_step=None, corpus=None,
+               batching=None, log_at=None, **kwargs):
     """log_at(step) -> whether to print the training line after that step;
-    default: at each eval (the Loop's eval_at)."""
+    default: at each eval (the Loop's eval_at). average_from_step: average
+    the iterates of the steps after it (train.average_from_epoch)."""
     self._n_total_steps = n_steps
     self._log_at = log_at
     self._progress = Progress()
     self._tensorboard = TensorBoard()
     self._data_settings = (corpus, batching)
     self._nt_asgd_nonmono = nt_asgd_nonmono
+    self._average_from_step = average_from_step
     self._average = averaging.WeightAverage()  # Loaded with a checkpoint.
+    self._best_is_averaged = False
     self._token_counter = token_counter
     self._metrics_log = metrics_log
     self._exact_validation = exact_validation
@@ -183,13 +186,18 @@ class Loop(trax_training.Loop):
       super().__init__(*args, **kwargs)
     self._log_at = self._log_at or self._eval_at
     self._distribute_over_devices()
-    valid = [r['loss'] for r in metrics_log.read(self.output_dir)
-             if r['kind'] == 'valid' and r['step'] <= self.step]
-    self.best_valid_loss = min(valid) if valid else float('inf')
+    records = [r for r in metrics_log.read(self.output_dir)
+               if r['kind'] == 'valid' and r['step'] <= self.step]
+    valid = [r['loss'] for r in records]
+    self.best_valid_loss = min(
+        [min(r['loss'], r.get('raw_loss', r['loss'])) for r in records],
+        default=float('inf'))
     self._valid_losses = valid
     if (nt_asgd_nonmono is not None and
         averaging.trigger_check(valid, nt_asgd_nonmono) is not None):
       self._average.start()  # Replayed: the rule depends on valid only.
+    if self._average_due():
+      self._average.start()
     self.last_checkpoint_step = self.step or None  # Set when resumed.
 
   def _save_gin(self, summary_writer):
@@ -269,7 +277,8 @@ class Loop(trax_training.Loop):
       # differ from an uninterrupted run's.
       np.save(pathlib.Path(directory) / RNG_FILE,
               np.asarray(trax_internals.rng(self)))
-      self._average.save(directory, self._unreplicate)
+      if kind == checkpoints.LATEST or self._best_is_averaged:
+        self._average.save(directory, self._unreplicate)
       # Every process has read as many batches as process 0: its data
       # position is the same, under the name trax's load looks for.
       counters = pathlib.Path(directory) / 'data_counters0.pkl'
@@ -316,6 +325,11 @@ class Loop(trax_training.Loop):
     loss, stats = super()._run_one_step(task_index, task_changed)
     self._last_loss = loss  # A device array: checked at checkpoints only.
     self._progress.add(loss)
+    if not self._average.started and self._average_due():
+      self._average.start()
+      log(f'step {self.step:>7d}/{self._n_total_steps} | averaging the '
+          f'weights of steps {self.step} to {self._n_total_steps} '
+          '(train.average_from_epoch)')
     if self._average.started:
       trainer = trax_internals.trainers(self)[task_index]
       self._average.add(trainer.accelerated_model_with_loss.weights[0])
@@ -323,11 +337,21 @@ class Loop(trax_training.Loop):
       self._log_training_line(self.tasks[task_index])
     return loss, stats
 
+  def _average_due(self):
+    """Whether the tail average (train.average_from_epoch) has begun: the
+    iterates after step average_from_step are averaged."""
+    return (self._average_from_step is not None and
+            self.step > self._average_from_step)
+
   def _validation_weights(self):
-    """The weights validation and the best checkpoint use: NT-ASGD's
-    average once it holds an iterate, else the trained weights."""
+    """The weights validation and the latest checkpoint use: the average
+    once it holds an iterate, else the trained weights."""
     if self._average.count:
       return self._unreplicate(self._average.mean)
+    return self._trained_weights()
+
+  def _trained_weights(self):
+    """The optimizer's own iterate, never averaged."""
     trainer = trax_internals.trainers(self)[self._which_task(self.step)]
     return self._unreplicate(trainer.accelerated_model_with_loss.weights[0])
 
@@ -428,19 +452,35 @@ class Loop(trax_training.Loop):
       self.run_exact_validation()
 
   def run_exact_validation(self):
-    """Scores the whole validation split; keeps the best checkpoint."""
+    """Scores the whole validation split; keeps the best checkpoint.
+
+    Once weights are averaged, the raw iterate is scored too, and the best
+    checkpoint keeps whichever of the two validates better: the record's
+    `loss` is the average's (the latest checkpoint's weights), `raw_loss`
+    the iterate's."""
     if not self.is_chief:  # One device, no collectives: process 0 alone.
       return
     started = time.time()
     result = self._exact_validation(self._validation_weights())
     loss = result.loss
-    is_best = loss < self.best_valid_loss
+    raw = (self._exact_validation(self._trained_weights())
+           if self._average.count else None)
+    chosen = raw if raw is not None and raw.loss < loss else result
+    is_best = chosen.loss < self.best_valid_loss
+    if raw is None:
+      weights_text = ''
+    elif chosen is raw:
+      weights_text = f' | raw weights (averaged: {loss:.4f})'
+    else:
+      weights_text = f' | averaged weights (raw: {raw.loss:.4f})'
     log(f'step {self.step:>7d}/{self._n_total_steps} | valid loss '
-        f'{loss:.4f} | ppl {_ppl(loss):9.2f} | bpc {result.bpc:.4f} | exact, whole split, {time.time() - started:.1f} s' +
-        (' | averaged weights' if self._average.count else '') +
+        f'{chosen.loss:.4f} | ppl {_ppl(chosen.loss):9.2f} | bpc '
+        f'{chosen.bpc:.4f} | exact, whole split, '
+        f'{time.time() - started:.1f} s{weights_text}' +
         (' | best so far' if is_best else ''))
+    extra = {} if raw is None else {'raw_loss': raw.loss}
     self._metrics_log.write(self.step, 'valid', loss=loss, ppl=_ppl(loss),
-                            bpc=result.bpc)
+                            bpc=result.bpc, **extra)
     self._tensorboard.write(self._tensorboard.valid, self.step, loss=loss,
                             perplexity=_ppl(loss), bpc=result.bpc)
     self._valid_losses.append(loss)
@@ -452,7 +492,8 @@ class Loop(trax_training.Loop):
           f'is worse than the best before the last {nonmono} checks; '
           'averaging the weights from the next step on')
     if is_best:
-      self.best_valid_loss = loss
+      self.best_valid_loss = chosen.loss
+      self._best_is_averaged = raw is not None and chosen is result
       if self.is_chief and self.output_dir:
         self.save_checkpoint(BEST_CHECKPOINT)
 

@@ -12,7 +12,7 @@ train() writes, and every command that uses a trained model reads:
                                    versions, git commit, machine, devices
                                    (`record_start`)
   checkpoints/step-NNNNNNNN/       trax checkpoint files, the pointers latest
-                                   and best, NT-ASGD's averaged weights
+                                   and best, the averaged weights
                                    (lm_trax.checkpoints, lm_trax.averaging)
   train/ eval/ valid/              TensorBoard event files (trax's, and
                                    lm_trax.loop.TensorBoard's)

@@ -126,7 +126,7 @@ class Run:
                       f'shapes {loaded[:3]}... vs {expected[:3]}...); was '
                       f'{CONFIG_FILE} edited?')
     averaged = averaging.load(self.checkpoint.parent, model.weights)
-    if averaged is not None:  # NT-ASGD: the averaged weights are the model.
+    if averaged is not None:  # Averaged weights (NT-ASGD, tail) are the model.
       model.weights = averaged[1]
     model.state = init_state  # Fresh zero state for this batch size.
     return model

@@ -109,6 +109,23 @@ def sample_batch(batching, layout=None):
   return ids, ids, np.ones(shape, np.float32)
 
 
+def _average_from_step(average_from_epoch, steps_per_epoch, n_steps):
+  """train.average_from_epoch in steps (None stays None), checked."""
+  if average_from_epoch is None:
+    return None
+  if (isinstance(average_from_epoch, bool) or
+      not isinstance(average_from_epoch, (int, float)) or
+      not 0 <= average_from_epoch):
+    raise UserError('train.average_from_epoch must be a number of epochs >= 0 '
+                    f'or None, got {average_from_epoch!r}; fix the gin binding')
+  step = int(round(average_from_epoch * steps_per_epoch))
+  if step >= n_steps:
+    raise UserError(f'train.average_from_epoch = {average_from_epoch} starts '
+                    f'at step {step:,}, not before the last step {n_steps:,}; '
+                    'make it smaller than the run\'s epochs')
+  return step
+
+
 def _check_model_settings(model):
   """Builds the model once (no weights: cheap) before any data is read, so a
   bad hyperparameter is a one-line error naming it."""
@@ -157,6 +174,7 @@ def train(output_dir,
           exact_eval_every=None,
           vocab_max_size=None,
           nt_asgd_nonmono=None,
+          average_from_epoch=None,
           precision='float32',
           seed=0):
   """Trains a language model with trax's Loop; resumes from output_dir.
@@ -191,8 +209,14 @@ def train(output_dir,
       subword vocabularies are sized by Corpus.vocab_size).
     nt_asgd_nonmono: NT-ASGD (lm_trax.averaging): once the exact validation
       loss is worse than the best of all checks but the last this many,
-      validate, keep as best and evaluate the average of the weights since
-      (AWD-LSTM: 5). None trains without averaging.
+      validate and evaluate the average of the weights since (AWD-LSTM: 5). None trains without averaging. The learning rate
+      follows lr_schedule throughout: constant_lr keeps AWD-LSTM's one
+      rate; epoch_decay goes on decaying after the trigger.
+    average_from_epoch: average the weights of every step after this many
+      epochs (a number, e.g. 20 or 19.5): the tail of the run, as AWD-LSTM's
+      fine-tuning averages from a trained model. Whichever averaging starts
+      first is used. While averaging, each exact validation scores the
+      average and the raw weights, and checkpoints/best keeps the better.
     precision: the number format of the model's matmuls, 'float32' or
       'bfloat16' (lm_trax.precision; weights, gradients, optimizer state,
       recurrent state and loss stay float32). Recorded in config.gin and
@@ -243,6 +267,8 @@ def train(output_dir,
     if n_epochs is None:
       raise UserError('set train.n_steps or train.n_epochs in the gin config')
     n_steps = int(round(n_epochs * steps_per_epoch))
+  average_from_step = _average_from_step(average_from_epoch, steps_per_epoch,
+                                         n_steps)
   checkpoint_every = checkpoint_every or eval_every
   if exact_eval_every is None:
     exact_eval_every = steps_per_epoch
@@ -263,18 +289,22 @@ def train(output_dir,
   # then keeps its own rows; evaluation sees whole batches everywhere.
   train_stream = trax.data.Serial(
       lambda _: batching.stream(vocab, train_text,
-                                n_devices=layout.n_devices),
+                                n_devices=layout.n_devices, training=True),
       trax.data.CountAndSkip(loop_lib.TRAIN_COUNTER),
       token_counter.stage,
       parallel.TakeRows(layout),
   )()
   eval_stream = batching.stream(vocab, valid_text, n_devices=layout.n_devices)
+  schedule = lr_schedule(steps_per_epoch=steps_per_epoch)
+  windows = batching.windows(vocab, train_text)
+  if windows is not None:  # Variable windows: the rate scaled by length.
+    schedule = windows.scaled(schedule)
 
   train_task = trax_training.TrainTask(
       labeled_data=train_stream,
       loss_layer=losses.WeightedCrossEntropy(),  # Fused; see lm_trax.losses.
       optimizer=optimizer(),
-      lr_schedule=lr_schedule(steps_per_epoch=steps_per_epoch),
+      lr_schedule=schedule,
       n_steps_per_checkpoint=checkpoint_every,
       sample_batch=sample_batch(batching, layout))
   eval_task = trax_training.EvalTask(
@@ -311,6 +341,7 @@ def train(output_dir,
       log_at=at_interval_or_end(log_every) if log_every else None,
       layout=layout,
       nt_asgd_nonmono=nt_asgd_nonmono,
+      average_from_step=average_from_step,
       corpus=corpus,
       batching=batching)
   if parallel.is_chief():

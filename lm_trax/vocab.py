@@ -55,9 +55,23 @@ FILENAME = 'vocab.json'
 LEVELS = ('word', 'char', 'subword')
 
 
+def _spells_text(level, tokens):
+  """Whether a vocabulary's words are the characters of a spelled-out text,
+  as in Mikolov's character-level PTB ("a e r _ b a n k", read at word level
+  so that <eos> ends a line): word level, every token but the reserved ones
+  one character long, and '_', the spelling's space, among them."""
+  regular = [t for t in tokens if t not in (PAD, UNK, EOS)]
+  return (level == 'word' and '_' in regular and
+          all(len(t) == 1 for t in regular))
+
+
 class Vocab:
   """A token <-> id table for one level ('word' or 'char'; `SubwordVocab`
-  for 'subword')."""
+  for 'subword').
+
+  `spelled` is True for a word-level vocabulary of single characters with
+  '_' between words (character-level PTB): `lengths` then counts the
+  characters and words of the text it spells."""
 
   def __init__(self, level, tokens):
     if level not in LEVELS:
@@ -69,6 +83,7 @@ class Vocab:
       raise ValueError('a vocabulary starts with <pad> and has no duplicates')
     self.eos_id = self.ids.get('\n') if level == 'char' else self.ids[EOS]
     self.unk_id = self.ids.get(UNK)
+    self.spelled = _spells_text(level, self.tokens)
 
   def __len__(self):
     return len(self.tokens)
@@ -145,7 +160,18 @@ class Vocab:
     character, an <unk> included. Words are the whitespace-separated pieces
     of the text plus one per '\n', the line end, as a word-level model
     counts <eos>: at word level words == tokens.
+
+    A spelled vocabulary (`spelled`: character-level PTB) stands for the
+    text it spells: each token is one character of it ('_' a space, <eos>
+    the line end), so characters == tokens (bits per symbol, as published),
+    and its words are the '_'-separated ones plus one per line end, as
+    word-level PTB counts the same text.
     """
+    if self.spelled:
+      tokens = [self.tokens[int(i)] for i in np.asarray(ids).reshape(-1)
+                if int(i) != PAD_ID]
+      text = ''.join({'_': ' ', EOS: '\n'}.get(t, t) for t in tokens)
+      return len(text), len(text.split()) + text.count('\n')
     text = self.decode(ids)
     characters = np.size(ids) if self.level == 'char' else len(text)
     return characters, len(text.split()) + text.count('\n')

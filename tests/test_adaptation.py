@@ -212,7 +212,8 @@ def _checkpoint_digests(output_dir):
 
 @pytest.mark.parametrize('dynamic', [adaptation.Dynamic('sgd', 1.0),
                                      adaptation.Dynamic('rms', 0.01,
-                                                        decay=0.01)])
+                                                        decay=0.01,
+                                                        epsilon=1e-3)])
 def test_dynamic_evaluation_learns_a_repeated_text_and_changes_no_weights(
     word_run, dynamic):
   run = trained.Run(word_run)

@@ -80,3 +80,62 @@ def test_batching_steps_per_pass_counts_the_stream():
   lines = data.Batching(kind='lines', boundaries=(8,), batch_sizes=(5, 5))
   assert lines.steps_per_pass(vocab, text) == len(
       list(lines.stream(vocab, text, n_passes=1))) == 10
+
+
+# Variable-length windows: 4 rows of 250 tokens (1,000 ids), windows of 5, 10
+# and 15 tokens weighted 1 : 2 : 1, a mean of 10: 24 windows of 249 tokens at
+# most, 6 + 12 + 6 of them (240 tokens).
+VARIABLE = dict(batch_size=4, seq_len=10, seq_lens=(5, 10, 15),
+                seq_len_weights=(1, 2, 1))
+
+
+def _variable_batches(n_passes, seed=0):
+  vocab = vocab_lib.build(' '.join(str(i) for i in range(1000)) + '\n',
+                          'word')
+  text = ' '.join(str(i) for i in range(999)) + '\n'  # 1,000 tokens.
+  batching = data.Batching(seed=seed, **VARIABLE)
+  ids = vocab.encode(text)
+  return (batching, vocab, text, ids,
+          list(batching.stream(vocab, text, n_passes, training=True)))
+
+
+def test_variable_windows_cut_each_pass_into_the_weighted_lengths():
+  batching, vocab, text, ids, batches = _variable_batches(n_passes=2)
+  assert batching.steps_per_pass(vocab, text) == 24 == len(batches) // 2
+  rows = ids.reshape(4, 250)
+  for one_pass in (batches[:24], batches[24:]):
+    lengths = [inputs.shape[1] for inputs, _, _ in one_pass]
+    assert sorted(lengths) == [5] * 6 + [10] * 12 + [15] * 6
+    # Consecutive windows continue each row, targets one token ahead.
+    inputs = np.concatenate([b[0] for b in one_pass], axis=1)
+    targets = np.concatenate([b[1] for b in one_pass], axis=1)
+    np.testing.assert_array_equal(inputs, rows[:, :240])
+    np.testing.assert_array_equal(targets, rows[:, 1:241])
+  orders = [[b[0].shape[1] for b in p] for p in (batches[:24], batches[24:])]
+  assert orders[0] != orders[1]  # Shuffled anew each pass...
+  again = _variable_batches(n_passes=2)[4]
+  assert orders == [[b[0].shape[1] for b in p] for p in (again[:24],
+                                                         again[24:])]
+  # ...and by the seed.
+  other = _variable_batches(n_passes=1, seed=1)[4]
+  assert [b[0].shape[1] for b in other] != orders[0]
+  # Evaluation keeps windows of seq_len.
+  assert {b[0].shape[1] for b in batching.stream(vocab, text, 1)} == {10}
+
+
+def test_the_rate_of_each_step_is_scaled_by_its_window_length():
+  batching, vocab, text, _, batches = _variable_batches(n_passes=2)
+  schedule = batching.windows(vocab, text).scaled(lambda step: 30.0)
+  for step, (inputs, _, _) in enumerate(batches, start=1):
+    assert schedule(step) == pytest.approx(30.0 * inputs.shape[1] / 10)
+
+
+@pytest.mark.parametrize('settings, message', [
+    (dict(seq_lens=(5, 10)), 'together'),
+    (dict(seq_lens=(5, 10), seq_len_weights=(1,)), 'must be 2 numbers > 0'),
+    (dict(seq_lens=(5, 0), seq_len_weights=(1, 1)), 'seq_lens must be >= 1'),
+    (dict(seq_lens=(5,), seq_len_weights=(1,), kind='lines'), 'contiguous'),
+])
+def test_bad_variable_lengths_are_one_line_errors(settings, message):
+  with pytest.raises(UserError, match=message):
+    data.Batching(**settings)

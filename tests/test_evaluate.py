@@ -102,6 +102,26 @@ def test_char_results_report_bits_per_character(char_run, tiny_data_dir):
       result.line())
 
 
+def test_character_ptb_reports_bits_per_symbol_and_ptb_words(
+    train_tiny_run):
+  # Character-level PTB spells its text out (' t h e _ c a t \n'): each
+  # symbol, '_' and <eos> included, is one character of the text, so bpc is
+  # loss / ln 2 as every published number is (not bits per character of the
+  # file, which puts a space between symbols), in training's validation as in
+  # evaluate; its words are PTB's words plus one <eos> per line.
+  output_dir = train_tiny_run('ptb_char_lstm.gin', ADAM_6_STEPS)
+  result = evaluate.evaluate(output_dir, 'valid', progress=False)
+  lines = tiny_sentences(100)
+  assert result.tokens == sum(len(line) + 1 for line in lines)
+  assert result.characters == result.tokens
+  assert result.bpc == pytest.approx(result.loss / math.log(2))
+  assert result.words == sum(len(line.split()) + 1 for line in lines)
+  valid = [r for r in run_dir.MetricsLog.read(output_dir)
+           if r['kind'] == 'valid']
+  assert max(valid, key=lambda r: r['step'])['bpc'] == pytest.approx(
+      result.bpc, rel=1e-5)
+
+
 def test_line_trained_runs_are_scored_line_by_line(train_tiny_run, tmp_path):
   output_dir = train_tiny_run('shakespeare_gru.gin', ADAM_6_STEPS, tmp_path)
   run = trained.Run(output_dir)
@@ -197,14 +217,20 @@ def test_bad_arguments_are_one_line_errors(word_run, tmp_path, capsys):
   assert 'top_k' in capsys.readouterr().err
 
 
-def test_the_best_checkpoint_scores_the_best_logged_validation_loss(word_run):
-  valid = [r['loss'] for r in run_dir.MetricsLog.read(word_run)
+def test_the_best_checkpoint_scores_the_best_logged_validation_loss(
+    train_tiny_run):
+  # Gradient ascent (a negative rate): each exact validation is worse than
+  # the one before, so the best checkpoint (step 2) is not the latest (6).
+  run = train_tiny_run('ptb_lstm.gin', [
+      'train.n_steps = 6', 'train.optimizer = @trax.optimizers.Adam',
+      'train.lr_schedule = @constant_lr', 'constant_lr.learning_rate = -0.01',
+      'train.exact_eval_every = 2', 'train.eval_every = 2'])
+  valid = [r['loss'] for r in run_dir.MetricsLog.read(run)
            if r['kind'] == 'valid']
-  assert valid
-  best = evaluate.evaluate(word_run, 'valid', progress=False,
-                           checkpoint='best')
-  assert best.loss == pytest.approx(min(valid), abs=1e-4)
-  latest = evaluate.evaluate(word_run, 'valid', progress=False)
+  assert len(valid) == 3 and valid[0] < valid[1] < valid[2]
+  best = evaluate.evaluate(run, 'valid', progress=False, checkpoint='best')
+  assert best.loss == pytest.approx(valid[0], abs=1e-4)
+  latest = evaluate.evaluate(run, 'valid', progress=False)
   assert latest.loss == pytest.approx(valid[-1], abs=1e-4)
 
 

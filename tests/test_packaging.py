@@ -138,7 +138,8 @@ def test_the_wheel_contains_every_shipped_config(tmp_path):
   ignore = shutil.ignore_patterns('__pycache__', '*.egg-info')
   for folder in ('lm_trax', 'gin'):
     shutil.copytree(REPO / folder, source / folder, ignore=ignore)
-  shutil.copy(REPO / 'setup.py', source)
+  for name in ('setup.py', 'README.md', 'LICENSE'):
+    shutil.copy(REPO / name, source)
   built = _run([sys.executable, '-m', 'pip', 'wheel', '-q', '--no-deps',
                 '--no-build-isolation', '--no-index', '-w',
                 str(tmp_path / 'wheels'), str(source)], tmp_path)
@@ -156,6 +157,13 @@ def test_the_wheel_contains_every_shipped_config(tmp_path):
   entry_points = zipfile.ZipFile(wheel).read(next(
       n for n in names if n.endswith('.dist-info/entry_points.txt'))).decode()
   assert 'lm-trax-train = lm_trax.train_command:main' in entry_points
+  # Whoever receives the wheel receives the license with it.
+  metadata = zipfile.ZipFile(wheel).read(next(
+      n for n in names if n.endswith('.dist-info/METADATA'))).decode()
+  assert 'License: Apache-2.0' in metadata
+  (license_file,) = [n for n in names if n.endswith('/LICENSE')]
+  assert zipfile.ZipFile(wheel).read(license_file) == (
+      REPO / 'LICENSE').read_bytes()
 
 
 @pytest.mark.parametrize('module', ['evaluate', 'score', 'generate', 'plot',

@@ -2,6 +2,9 @@
 
 import pathlib
 import re
+import shlex
+import subprocess
+import sys
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 TEST_COMMAND = "pip install -e '.[test]' && pytest -q"
@@ -50,3 +53,35 @@ def test_the_readme_shows_the_worked_example_cell_as_the_file_has_it():
   source = (REPO / 'lm_trax' / 'cells' / 'mgu.py').read_text()
   source = source[source.index('@cells.register'):]
   assert _code_lines(shown) == _code_lines(source)
+
+
+def _block_after(marker):
+  """The commands of the README's code block after `<!-- marker -->`, each
+  with its continuation lines joined."""
+  readme = (REPO / 'README.md').read_text()
+  block = readme[readme.index(f'<!-- {marker} -->'):].split('```')[1]
+  return [line for line in block.replace('\\\n', ' ').splitlines()
+          if line.strip()]
+
+
+def test_the_own_text_commands_train_evaluate_and_sample(tmp_path):
+  from conftest import tiny_sentences  # pylint: disable=g-import-not-at-top
+  corpus = tmp_path / 'my_corpus'
+  corpus.mkdir()
+  for split, n in (('train', 400), ('valid', 100)):
+    (corpus / f'{split}.txt').write_text(''.join(
+        line.capitalize() + '.\n' for line in tiny_sentences(n)))
+  train, evaluate, generate = _block_after('own-text')
+  # At tiny size: the shipped tiny.gin and four steps.
+  train += " --gin_file=gin/tiny.gin --gin_bindings='train.n_steps = 4'"
+  outputs = []
+  for command in (train, evaluate, generate):
+    argv = shlex.split(command.replace('python train.py',
+                                       f'python {REPO / "train.py"}'))
+    assert argv[0] == 'python'
+    done = subprocess.run([sys.executable] + argv[1:], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, (command, done.stderr[-2000:])
+    outputs.append(done.stdout)
+  assert re.search(r'^split=valid tokens=\d+ ', outputs[1], re.M)
+  assert outputs[2].startswith('The ') and len(outputs[2]) > 100

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from trax import layers as tl
 from trax import shapes
+from trax.supervised import training as trax_training
 
 from lm_trax import averaging
 from lm_trax import cells
@@ -24,6 +25,7 @@ from lm_trax import optimizers
 from lm_trax import run_dir
 from lm_trax import trained
 from lm_trax import training
+from lm_trax import trax_internals
 
 GIN_DIR = pathlib.Path(__file__).resolve().parent.parent / 'gin'
 V, B, T, D = 30, 4, 9, 16
@@ -113,15 +115,19 @@ def test_weight_dropping_uses_one_mask_for_the_whole_sequence():
   train.init(shapes.signature(x))
   rng = jax.random.PRNGKey(3)
   out, _ = train.pure_fn(x, train.weights, train.state, rng)
-  # The same layer without dropping, its U replaced by one dropped matrix.
+  # The same layer without dropping, its U replaced by one dropped matrix:
+  # kept entries (a Bernoulli mask from the step's key) scaled by 1 / (1 - p).
   plain = layers.Recurrent(cells.make('lstm'), D, carry_state=False)
   plain.init(shapes.signature(x))
-  train.rng = rng
-  dropped_u = train._dropped({'w_h': train.weights[1]})['w_h']  # pylint: disable=protected-access
-  kept = np.asarray(dropped_u != 0)
+  u = np.asarray(train.weights[1])
+  kept = np.asarray(jax.random.bernoulli(rng, 0.5, u.shape))
   assert 0.3 < kept.mean() < 0.7
-  plain.weights = (train.weights[0], dropped_u, train.weights[2])
+  plain.weights = (train.weights[0], u * kept / 0.5, train.weights[2])
   np.testing.assert_allclose(out, plain(x), rtol=1e-5, atol=1e-6)
+  # Another step's key draws another mask.
+  other, _ = train.pure_fn(x, train.weights, train.state,
+                           jax.random.PRNGKey(4))
+  assert not np.allclose(out, other)
 
 
 def test_weight_dropping_is_off_in_eval_mode():
@@ -229,6 +235,9 @@ def test_the_trigger_fires_exactly_when_the_non_monotone_condition_holds():
   assert averaging.trigger_check([5, 4, 3, 3.5], nonmono=0) == 3
   assert averaging.trigger_check([5, 6], nonmono=1) is None  # Too few checks.
   assert averaging.trigger_check([5, 4, 6], nonmono=1) == 2
+  # Equal to the best is not worse (AWD-LSTM's strict >).
+  assert averaging.trigger_check([5, 4, 5], nonmono=1) is None
+  assert averaging.trigger_check([5, 4, 4], nonmono=0) is None
 
 
 def test_the_average_is_the_mean_of_the_iterates_since_the_trigger():
@@ -287,6 +296,26 @@ def test_nt_asgd_resumes_exactly_across_the_trigger(use_tiny_data, tmp_path):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_nt_asgd_averages_the_iterates_after_the_trigger(use_tiny_data,
+                                                        tmp_path, monkeypatch):
+  # The weights after each step, recorded around trax's own step.
+  after_step = {}
+  trax_step = trax_training.Loop._run_one_step  # pylint: disable=protected-access
+
+  def recording_step(loop, task_index, task_changed):
+    result = trax_step(loop, task_index, task_changed)
+    trainer = trax_internals.trainers(loop)[task_index]
+    after_step[loop.step] = _leaves(
+        trainer.accelerated_model_with_loss.weights[0])
+    return result
+  monkeypatch.setattr(trax_training.Loop, '_run_one_step', recording_step)
+  loop = _train(tmp_path, 8)  # The trigger fires at step 4.
+  for i, leaf in enumerate(_leaves(loop._average.mean)):  # pylint: disable=protected-access
+    np.testing.assert_allclose(
+        leaf, np.mean([after_step[t][i] for t in (5, 6, 7, 8)], axis=0),
+        rtol=1e-5, atol=1e-6)
+
+
 def test_evaluation_uses_the_averaged_weights(use_tiny_data, tmp_path):
   loop = _train(tmp_path, 8)
   mean = _leaves(loop._average.mean)  # pylint: disable=protected-access
@@ -310,3 +339,65 @@ def test_penalties_are_logged_beside_the_plain_loss(use_tiny_data, tmp_path):
   for record in train_records:
     assert record['total_loss'] == pytest.approx(record['loss'] +
                                                  record['penalty'])
+
+
+# Tail averaging on the tiny PTB (75 steps an epoch): 0.04 epochs is step 3,
+# so the iterates of steps 4, 5 and 6 are averaged.
+TAIL = ['train.optimizer = @trax.optimizers.Adam',
+        'train.lr_schedule = @constant_lr', 'constant_lr.learning_rate = 0.01',
+        'train.exact_eval_every = 6', 'train.eval_every = 6',
+        'Corpus.download = False']
+
+
+def _train_tail(output_dir, n_steps, bindings=()):
+  config.parse([str(GIN_DIR / 'ptb_lstm.gin'), str(GIN_DIR / 'tiny.gin')],
+               TAIL + [f'train.n_steps = {n_steps}'] + list(bindings))
+  return training.train(output_dir=str(output_dir))
+
+
+def test_tail_averaging_averages_the_iterates_after_its_start(use_tiny_data,
+                                                              tmp_path):
+  iterates = [_leaves(_train_tail(tmp_path / f'plain_{n}', n).model.weights)
+              for n in (4, 5, 6)]
+  loop = _train_tail(tmp_path / 'tail', 6, ['train.average_from_epoch = 0.04'])
+  assert loop._average.count == 3  # pylint: disable=protected-access
+  for i, leaf in enumerate(_leaves(loop._average.mean)):  # pylint: disable=protected-access
+    np.testing.assert_allclose(leaf, np.mean([w[i] for w in iterates], axis=0),
+                               rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(_leaves(loop.model.weights)[0], iterates[2][0])
+
+
+@pytest.mark.parametrize('learning_rate, kept', [(0.01, 'raw'),
+                                                 (-0.01, 'averaged')])
+def test_the_best_checkpoint_keeps_the_better_of_raw_and_averaged(
+    use_tiny_data, tmp_path, learning_rate, kept):
+  # Descending, the last iterate beats the mean of the last three; ascending
+  # (a negative rate), the mean of the three beats the last.
+  loop = _train_tail(tmp_path, 6, ['train.average_from_epoch = 0.04',
+                                   f'constant_lr.learning_rate = {learning_rate}'])
+  valid = [r for r in run_dir.MetricsLog.read(tmp_path)
+           if r['kind'] == 'valid'][-1]
+  assert (valid['raw_loss'] < valid['loss']) == (kept == 'raw')
+  expected = (loop.model.weights if kept == 'raw' else
+              loop._average.mean)  # pylint: disable=protected-access
+  best = trained.Run(tmp_path, 'best').model()
+  for a, b in zip(_leaves(expected), _leaves(best.weights)):
+    np.testing.assert_array_equal(a, b)
+  assert evaluate.evaluate(tmp_path, 'valid', progress=False,
+                           checkpoint='best').loss == pytest.approx(
+                               min(valid['loss'], valid['raw_loss']), rel=1e-5)
+  # The latest checkpoint is the average, whichever was better.
+  assert evaluate.evaluate(tmp_path, 'valid', progress=False).loss == (
+      pytest.approx(valid['loss'], rel=1e-5))
+
+
+def test_tail_averaging_resumes_exactly(use_tiny_data, tmp_path):
+  straight = _train_tail(tmp_path / 'straight', 6,
+                         ['train.average_from_epoch = 0.04'])
+  _train_tail(tmp_path / 'resumed', 5, ['train.average_from_epoch = 0.04'])
+  resumed = _train_tail(tmp_path / 'resumed', 6,
+                        ['train.average_from_epoch = 0.04'])
+  assert resumed._average.count == 3  # pylint: disable=protected-access
+  for a, b in zip(_leaves(straight._average.mean),  # pylint: disable=protected-access
+                  _leaves(resumed._average.mean)):  # pylint: disable=protected-access
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

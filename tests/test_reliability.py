@@ -140,6 +140,8 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tiny_data_dir,
     ('RecurrentLM.d_embed = 0', 'RecurrentLM: d_embed must be None or a whole number'),
     ('RecurrentLM.activation_reg = -1.0', 'activation_reg must be a number >= 0'),
     ('train.nt_asgd_nonmono = 2.5', 'train.nt_asgd_nonmono must be a whole'),
+    ("train.average_from_epoch = 'late'", 'train.average_from_epoch must be a number'),
+    ('train.average_from_epoch = 1000.0', 'train.average_from_epoch = 1000.0 starts at step'),
 ])
 def test_values_of_the_wrong_type_are_one_line_errors(binding, message,
                                                       use_tiny_data, tmp_path):

@@ -87,6 +87,18 @@ def test_the_training_line_comes_every_log_every_steps_and_once(run):
   assert sorted(_records(run[0], 'train')) == LINE_STEPS
 
 
+def test_every_logged_perplexity_is_e_to_the_loss(run):
+  records = [r for r in run_dir.MetricsLog.read(run[0]) if 'ppl' in r]
+  assert {r['kind'] for r in records} == {'train', 'eval', 'valid'}
+  for record in records:
+    assert record['ppl'] == pytest.approx(math.exp(record['loss']), rel=1e-9)
+  for line in run[1].splitlines():  # The console prints the same.
+    if '| ppl ' in line:
+      loss = float(line.split(' loss ')[1].split()[0])
+      ppl = float(line.split('| ppl ')[1].split()[0])
+      assert ppl == pytest.approx(math.exp(loss), abs=0.006 + 1e-4 * ppl)
+
+
 def test_tensorboard_has_the_exact_validation_of_metrics_jsonl(run):
   output_dir, _ = run
   valid = _records(output_dir, 'valid')

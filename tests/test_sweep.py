@@ -643,6 +643,19 @@ def test_the_shipped_ablation_parses_with_its_config():
   assert len(set(sweep_run.check_configs(ablation, points).values())) == 9
 
 
+def test_the_shipped_awd_parts_sweep_parses_with_its_config():
+  parts = sweep_run.make_sweep(
+      [str(GIN_DIR / 'ptb_lstm_tied.gin')], [],
+      GIN_DIR / 'sweeps' / 'ptb_lstm_tied_awd_parts.yaml')
+  points = parts.points()
+  assert _names(points) == ['full', 'tail_average', 'variable_bptt', 'both']
+  assert points[3].bindings[3:] == [
+      'train.average_from_epoch = 2',
+      'Batching.seq_lens = [17, 30, 35, 40]',
+      'Batching.seq_len_weights = [0.05, 0.2375, 0.475, 0.2375]']
+  assert len(set(sweep_run.check_configs(parts, points).values())) == 4
+
+
 def test_the_shipped_gru_grid_parses_with_its_config():
   grid_sweep = sweep_run.make_sweep(
       [str(GIN_DIR / 'ptb_gru.gin')], [],

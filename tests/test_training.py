@@ -121,6 +121,24 @@ def test_resume_continues_at_the_saved_step_with_identical_weights(
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_variable_windows_train_at_scaled_rates_and_resume_exactly(
+    use_tiny_data, tmp_path):
+  files = [str(GIN_DIR / 'ptb_lstm.gin'), TINY]
+  bindings = RESUME_BINDINGS + [
+      'Batching.seq_lens = (4, 8, 12)', 'Batching.seq_len_weights = (1, 2, 1)',
+      'train.log_every = 1']
+  straight = _train(files, bindings + ['train.n_steps = 8'],
+                    tmp_path / 'straight')
+  rates = {r['lr'] for r in run_dir.MetricsLog.read(tmp_path / 'straight')
+           if r['kind'] == 'train'}
+  assert len(rates) > 1 and rates <= {0.005, 0.01, 0.015}  # 0.01 x T / 8.
+  _train(files, bindings + ['train.n_steps = 4'], tmp_path / 'resumed')
+  resumed = _train(files, bindings + ['train.n_steps = 8'],
+                   tmp_path / 'resumed')
+  for a, b in zip(_weights(straight), _weights(resumed)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_a_run_of_another_vocabulary_is_not_resumed(use_tiny_data, tmp_path):
   _train([str(GIN_DIR / 'ptb_lstm.gin'), TINY], [], tmp_path)
   with pytest.raises(UserError, match='different vocabulary'):

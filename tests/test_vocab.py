@@ -187,3 +187,17 @@ def test_lengths_count_the_decoded_characters_and_words_with_line_ends(
   assert chars.lengths(chars.encode('ab\nz\n', unknown='map')) == (5, 4)
   text = 'Speak,  speak.\nAll:'
   assert subwords.lengths(subwords.encode(text)) == (len(text), 4)
+
+
+def test_a_spelled_text_counts_its_own_characters_and_words():
+  # Character-level PTB: symbols read at word level, '_' between words.
+  spelled = vocab_lib.build(' t h e _ c a t\n a _ d o g\n', 'word')
+  assert spelled.spelled
+  # 'the cat\na dog\n': 8 + 6 characters, 2 + 2 words and 2 line ends.
+  assert spelled.lengths(spelled.encode(' t h e _ c a t\n a _ d o g\n')) == (
+      14, 6)
+  # One-letter words without the spelling's '_' are words.
+  letters = vocab_lib.build('a b c\n', 'word')
+  assert not letters.spelled
+  assert letters.lengths(letters.encode('a b c\n')) == (6, 4)
+  assert not vocab_lib.build('t h e _ c a t\n', 'char').spelled
