@@ -12,6 +12,7 @@ from jax import numpy as jnp
 import numpy as np
 import pytest
 from trax import layers as tl
+from trax.layers import combinators as trax_combinators
 from trax import shapes
 from trax.supervised import training as trax_training
 
@@ -195,6 +196,58 @@ def test_the_penalty_gradient_is_the_gradient_of_its_formula(kind):
   np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(value, jnp.sum(x * upstream), rtol=1e-6)
   np.testing.assert_allclose(np.sum(state), formula(x), rtol=1e-5)
+
+
+def test_tar_sees_the_raw_states_and_ar_the_dropped_ones():
+  # AWD-LSTM: AR = alpha * mean(dropped output ** 2), TAR = beta *
+  # mean(difference of the raw output ** 2). The expected gradient runs the
+  # model's layers without the penalty layers (identities going forward),
+  # each with the random key trax's Serial gives it, and adds both penalties
+  # to the loss by their formulas at those two places.
+  alpha, beta = 2.0, 3.0
+  model = models.RecurrentLM(V, d_model=D, n_layers=1, output_dropout=0.5,
+                             variational=True, activation_reg=alpha,
+                             temporal_activation_reg=beta, carry_state=False)
+  ids, targets = _ids(0), _ids(1)
+  model.init(shapes.signature(ids))
+  rng = jax.random.PRNGKey(5)
+  sublayers = model.sublayers
+  rngs = trax_combinators._split_rngs(rng, len(sublayers))  # pylint: disable=protected-access
+
+  def cross_entropy(logits):
+    log_p = jax.nn.log_softmax(logits)
+    return -jnp.mean(jnp.take_along_axis(log_p, targets[..., None], -1))
+
+  def model_loss(weights):
+    logits, _ = model.pure_fn(ids, weights, model.state, rng)
+    return cross_entropy(logits)
+
+  def pieces(weights):
+    """(logits, the recurrent layer's output, the output dropout's)."""
+    x, raw, dropped = ids, None, None
+    for layer, w, s, key in zip(sublayers, weights, model.state, rngs):
+      if isinstance(layer, layers.ActivationPenalty):
+        continue
+      x, _ = layer.pure_fn(x, w, s, key)
+      if isinstance(layer, layers.Recurrent):
+        raw = x
+      elif raw is not None and dropped is None:
+        dropped = x
+    return x, raw, dropped
+
+  def expected_loss(weights):
+    logits, raw, dropped = pieces(weights)
+    return (cross_entropy(logits) + alpha * jnp.mean(dropped ** 2) +
+            beta * jnp.mean((raw[:, 1:] - raw[:, :-1]) ** 2))
+
+  _, raw, dropped = pieces(model.weights)
+  assert not np.allclose(dropped, raw)  # The dropout is active.
+
+  got = jax.grad(model_loss)(model.weights)
+  expected = jax.grad(expected_loss)(model.weights)
+  for a, b in zip(jax.tree_util.tree_leaves(got),
+                  jax.tree_util.tree_leaves(expected)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
 def test_the_penalty_sums_are_read_and_zeroed_and_survive_a_state_reset():
