@@ -1,6 +1,7 @@
 """The continuous cache and dynamic evaluation against plain evaluation and
 brute-force computations (lm_trax.adaptation)."""
 
+import dataclasses
 import hashlib
 
 import jax
@@ -208,6 +209,68 @@ def _checkpoint_digests(output_dir):
   return {path: hashlib.sha256(path.read_bytes()).hexdigest()
           for path in sorted((output_dir / 'checkpoints').rglob('*'))
           if path.is_file()}
+
+
+def _replayed_dynamic_log_probs(predictor, ids, dynamic, statistics):
+  """Dynamic evaluation written out segment by segment in numpy (float64
+  weights), the gradients from jax.grad of the model's mean loss."""
+  leaves, treedef = jax.tree_util.tree_flatten(predictor.weights)
+  trained_leaves = [np.asarray(w, np.float64) for w in leaves]
+  current = [w.copy() for w in trained_leaves]
+  if dynamic.rule == 'rms':
+    rms = [np.asarray(r, np.float64) for r in jax.tree_util.tree_leaves(
+        statistics[0])]
+    rate = [np.asarray(r, np.float64) for r in jax.tree_util.tree_leaves(
+        statistics[1])]
+
+  def segment_loss(leaves, state, inputs, targets):
+    weights = jax.tree_util.tree_unflatten(treedef, leaves)
+    logits, state = predictor.pure_forward(weights, state, inputs[None])
+    log_p = jax.nn.log_softmax(logits[0])[np.arange(len(targets)), targets]
+    return -log_p.mean(), (log_p, state)
+
+  inputs = inference.primed(predictor.vocab.eos_id, ids)[:-1]
+  state, result = predictor.fresh_state(1), []
+  for start in range(0, len(ids), dynamic.segment):
+    piece = slice(start, start + dynamic.segment)
+    as_float32 = [np.float32(w) for w in current]
+    grads, (log_p, state) = jax.grad(segment_loss, has_aux=True)(
+        as_float32, state, inputs[piece], ids[piece])
+    result.extend(np.asarray(log_p))
+    for i, g in enumerate(grads):
+      g = np.asarray(g, np.float64)
+      pull = trained_leaves[i] - current[i]
+      if dynamic.rule == 'sgd':
+        current[i] = current[i] - dynamic.lr * g + dynamic.decay * pull
+      else:
+        current[i] = (current[i] - dynamic.lr * g / (rms[i] + dynamic.epsilon)
+                      + np.minimum(dynamic.decay * rate[i], 1.0) * pull)
+  return np.array(result)
+
+
+@pytest.mark.parametrize('dynamic', [
+    adaptation.Dynamic('sgd', 0.5, decay=0.3, segment=4),
+    adaptation.Dynamic('rms', 0.003, decay=0.3, segment=4, epsilon=1e-3)])
+def test_dynamic_evaluation_is_its_update_rule_replayed_segment_by_segment(
+    word_run, dynamic):
+  run = trained.Run(word_run)
+  predictor = run.predictor()
+  ids = predictor.vocab.encode(TEXT)  # 18 tokens: 4 segments and a part.
+  statistics = None
+  if dynamic.rule == 'rms':
+    statistics = adaptation.gradient_statistics(
+        predictor, run.vocab.encode(run.corpus().text('train')),
+        dynamic.segment)
+  adapted = adaptation.adapted_log_probs(predictor, ids, dynamic=dynamic,
+                                         statistics=statistics, chunk_len=8)
+  replayed = _replayed_dynamic_log_probs(predictor, ids, dynamic, statistics)
+  np.testing.assert_allclose(adapted, replayed, rtol=1e-4, atol=1e-4)
+  # The updates and their decay move the numbers by far more than the
+  # tolerance, so a wrong rule (a flipped decay, say) cannot pass.
+  no_decay = dataclasses.replace(dynamic, decay=0.0)
+  assert np.abs(replayed - _replayed_dynamic_log_probs(
+      predictor, ids, no_decay, statistics)).max() > 2e-3
+  assert np.abs(replayed - _plain_log_probs(predictor, ids)).max() > 1e-2
 
 
 @pytest.mark.parametrize('dynamic', [adaptation.Dynamic('sgd', 1.0),
