@@ -5,6 +5,7 @@ import dataclasses
 import hashlib
 
 import jax
+from jax import numpy as jnp
 import numpy as np
 import pytest
 
@@ -246,6 +247,37 @@ def _replayed_dynamic_log_probs(predictor, ids, dynamic, statistics):
         current[i] = (current[i] - dynamic.lr * g / (rms[i] + dynamic.epsilon)
                       + np.minimum(dynamic.decay * rate[i], 1.0) * pull)
   return np.array(result)
+
+
+def test_gradient_statistics_are_the_rms_of_the_batch_gradients(word_run):
+  run = trained.Run(word_run)
+  predictor = run.predictor()
+  ids = run.vocab.encode(run.corpus().text('train'))[:1000]
+  rms, rate = adaptation.gradient_statistics(predictor, ids, segment=2)
+  # By hand: 100 rows of 10 tokens (row r: ids[10r : 10r + 10], each read
+  # after the token before it), 5 batches of 2 columns, the state carried
+  # from batch to batch; g is the gradient of each batch's mean loss.
+  inputs = np.concatenate([[run.vocab.eos_id], ids[:-1]]).reshape(100, 10)
+  targets = ids.reshape(100, 10)
+
+  def batch_loss(weights, state, x, y):
+    logits, state = predictor.pure_forward(weights, state, x)
+    log_p = jnp.take_along_axis(jax.nn.log_softmax(logits), y[..., None], -1)
+    return -log_p.mean(), state
+
+  state, squares = predictor.fresh_state(100), []
+  for k in range(5):
+    columns = slice(2 * k, 2 * k + 2)
+    grads, state = jax.grad(batch_loss, has_aux=True)(
+        predictor.weights, state, inputs[:, columns], targets[:, columns])
+    squares.append([np.asarray(g, np.float64) ** 2
+                    for g in jax.tree_util.tree_leaves(grads)])
+  expected = [np.sqrt(np.mean(s, axis=0)) for s in zip(*squares)]
+  total = sum(r.mean() for r in expected)
+  for got, want in zip(jax.tree_util.tree_leaves(rms), expected):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-7)
+  for got, want in zip(jax.tree_util.tree_leaves(rate), expected):
+    np.testing.assert_allclose(got, want / total, rtol=1e-4, atol=1e-7)
 
 
 @pytest.mark.parametrize('dynamic', [
