@@ -100,7 +100,11 @@ def verify(directory):
   manifest_path = directory / MANIFEST
   if not manifest_path.is_file():
     raise ValueError(f'{manifest_path} is missing')
-  for name, expected in json.loads(manifest_path.read_text()).items():
+  try:
+    manifest = dict(json.loads(manifest_path.read_text(encoding='utf-8')))
+  except (ValueError, TypeError) as e:
+    raise ValueError(f'{manifest_path} is damaged ({e})') from None
+  for name, expected in manifest.items():
     path = directory / name
     if not path.is_file():
       raise ValueError(f'{path} is missing')

@@ -19,10 +19,18 @@ def command_name(module):
   return f'python -m {module}'
 
 
+class _Parser(argparse.ArgumentParser):
+  """argparse, with a bad argument reported in two lines (the error, and
+  where the options are listed) instead of the whole usage message."""
+
+  def error(self, message):
+    self.exit(2, f'{self.prog}: error: {message}\n'
+                 f'{self.prog} --help lists the options\n')
+
+
 def parser(module, description):
   """An ArgumentParser whose usage line names the command as typed."""
-  return argparse.ArgumentParser(prog=command_name(module),
-                                 description=description)
+  return _Parser(prog=command_name(module), description=description)
 
 
 # lm_trax.precision.PRECISIONS, named here so that --help loads no JAX.

@@ -297,18 +297,30 @@ class Batching:
     self.seq_lens, self.seq_len_weights = _check_variable_lengths(
         kind, seq_lens, seq_len_weights)
 
-  def stream(self, vocab, text, n_passes=None, n_devices=1, training=False):
+  def stream(self, vocab, text, n_passes=None, n_devices=1):
     """An endless (or n_passes) stream of batches over one split's text,
-    each splitting evenly over n_devices (see check_devices); training
-    streams have the variable windows, if configured."""
+    each splitting evenly over n_devices (see check_devices); windows of
+    seq_len (training's variable windows: `TrainingSplit`)."""
+    return self.batches(vocab, self.encode(vocab, text), n_passes, n_devices)
+
+  def encode(self, vocab, text):
+    """A split's text as this kind of stream reads it: (N,) int32 ids for
+    contiguous batches, else a list of int32 id arrays, one per line."""
+    if self.kind == 'contiguous':
+      return vocab.encode(text)
+    return split_lines(vocab, text)
+
+  def batches(self, vocab, encoded, n_passes=None, n_devices=1,
+              windows=None):
+    """The stream of batches over an `encode`d split; contiguous windows of
+    seq_len, or of the WindowSchedule `windows`."""
     self.check_devices(n_devices)
     if self.kind == 'contiguous':
-      windows = self.windows(vocab, text) if training else None
-      return contiguous_batches(vocab.encode(text), self.batch_size,
-                                self.seq_len, n_passes, windows)
-    return line_batches(split_lines(vocab, text), vocab, self.boundaries,
-                        self.batch_sizes, self.max_length, seed=self.seed,
-                        n_passes=n_passes, row_multiple=n_devices)
+      return contiguous_batches(encoded, self.batch_size, self.seq_len,
+                                n_passes, windows)
+    return line_batches(encoded, vocab, self.boundaries, self.batch_sizes,
+                        self.max_length, seed=self.seed, n_passes=n_passes,
+                        row_multiple=n_devices)
 
   def check_devices(self, n_devices):
     """Raises UserError if contiguous batches cannot split over n_devices.
@@ -342,22 +354,43 @@ class Batching:
       return (self.batch_size,)
     return tuple(-(-b // n_devices) * n_devices for b in self.batch_sizes)
 
-  def windows(self, vocab, text):
-    """The WindowSchedule of training on a split's text, or None for
-    windows of seq_len."""
+  def windows(self, n_tokens):
+    """The WindowSchedule of training on a split of n_tokens tokens, or None
+    for windows of seq_len."""
     if self.kind != 'contiguous' or self.seq_lens is None:
       return None
-    return WindowSchedule(len(vocab.split(text)) // self.batch_size,
-                          self.seq_lens, self.seq_len_weights, self.seq_len,
-                          self.seed)
+    return WindowSchedule(n_tokens // self.batch_size, self.seq_lens,
+                          self.seq_len_weights, self.seq_len, self.seed)
 
-  def steps_per_pass(self, vocab, text):
-    """Training batches in one pass over the split (for lines: counted by
-    running it)."""
-    windows = self.windows(vocab, text)
-    if windows is not None:
-      return windows.steps_per_pass
-    if self.kind == 'contiguous':
-      return steps_per_pass(len(vocab.split(text)), self.batch_size,
-                            self.seq_len)
-    return sum(1 for _ in self.stream(vocab, text, n_passes=1))
+
+class TrainingSplit:
+  """The training split, tokenized once: its token count, window schedule
+  (None for windows of seq_len), steps per pass, and stream of batches."""
+
+  def __init__(self, batching, vocab, text):
+    self.batching = batching
+    self.vocab = vocab
+    self.encoded = batching.encode(vocab, text)
+    if batching.kind == 'contiguous':
+      self.n_tokens = len(self.encoded)
+      self.windows = batching.windows(self.n_tokens)
+      self.steps_per_pass = (
+          self.windows.steps_per_pass if self.windows is not None else
+          steps_per_pass(self.n_tokens, batching.batch_size,
+                         batching.seq_len))
+    else:
+      self.n_tokens = sum(len(line) for line in self.encoded)
+      self.windows = None
+      self.steps_per_pass = sum(1 for _ in self.stream(n_passes=1))
+
+  def stream(self, n_passes=None, n_devices=1):
+    """Training batches, each splitting evenly over n_devices."""
+    return self.batching.batches(self.vocab, self.encoded, n_passes,
+                                 n_devices, self.windows)
+
+  def schedule(self, lr_schedule):
+    """The learning-rate schedule (step -> rate) of these batches: with
+    variable windows, each step's rate scaled by its length / seq_len."""
+    if self.windows is None:
+      return lr_schedule
+    return self.windows.scaled(lr_schedule)

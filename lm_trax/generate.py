@@ -321,8 +321,8 @@ def generate(run, prompt='', length=200, temperature=1.0, top_k=None,
   prompt_ids, unknown = inference.encode_prompt(vocab, prompt)
   if unknown:
     shown = ', '.join(repr(w) for w in dict.fromkeys(unknown))
-    _log(f'warning: {len(unknown)} prompt word(s) not in the vocabulary are '
-         f'read as {vocab_lib.UNK}: {shown}')
+    _log(f'warning: {len(unknown)} prompt {vocab.level}(s) not in the '
+         f'vocabulary are read as {vocab_lib.UNK}: {shown}')
   primer = inference.primed(vocab.eos_id, prompt_ids)
   predictor = run.predictor()
   started = time.time()

@@ -76,7 +76,14 @@ def read_model_description(output_dir):
   path = pathlib.Path(output_dir) / MODEL_FILE
   if not path.exists():
     return None
-  return json.loads(path.read_text(encoding='utf-8'))
+  try:
+    description = json.loads(path.read_text(encoding='utf-8'))
+    if not isinstance(description, dict):
+      raise TypeError(f'a {type(description).__name__}, not an object')
+    return description
+  except (ValueError, TypeError) as e:
+    raise UserError(f'{path} is damaged ({type(e).__name__}: {e}); delete '
+                    'it: train.py writes it again from the config') from None
 
 
 def write_model_description(output_dir, description):
@@ -200,13 +207,27 @@ class MetricsLog:
 
   @staticmethod
   def read(output_dir):
-    """Records of a run, the last one per (kind, step), in step order."""
+    """Records of a run, the last one per (kind, step), in step order.
+
+    A damaged line (e.g. one cut short when the machine went down) is
+    skipped, and said so once on stderr: it is a log, the checkpoints hold
+    the run.
+    """
     path = pathlib.Path(output_dir) / MetricsLog.FILENAME
     if not path.exists():
       return []
-    latest = {}
-    for line in path.read_text(encoding='utf-8').splitlines():
-      if line.strip():
+    latest, damaged = {}, []
+    lines = path.read_text(encoding='utf-8', errors='replace').splitlines()
+    for number, line in enumerate(lines, start=1):
+      if not line.strip():
+        continue
+      try:
         record = json.loads(line)
-        latest[(record['kind'], record['step'])] = record
-    return sorted(latest.values(), key=lambda r: (r['step'], r['kind']))
+        latest[(record['kind'], int(record['step']))] = record
+      except (ValueError, KeyError, TypeError):
+        damaged.append(number)
+    if damaged:
+      print(f'warning: skipped {len(damaged)} damaged line(s) of {path} '
+            f'(line {", ".join(map(str, damaged[:5]))}'
+            f'{", ..." if len(damaged) > 5 else ""})', file=sys.stderr)
+    return sorted(latest.values(), key=lambda r: (int(r['step']), r['kind']))

@@ -5,6 +5,7 @@ status.json. Reading them needs neither trax nor TensorFlow.
 """
 
 import csv
+import math
 import pathlib
 import statistics
 
@@ -27,9 +28,13 @@ def summarize(point, records, status, valid_kind):
     A dict: name, bindings ({param: value text}), status, steps,
     final_train_loss, best_valid_ppl, final_valid_ppl (of the `valid_kind`
     records), tokens_per_sec (median over the train records), wall_time_s,
-    error; None where there is no record yet.
+    error; None where there is no record yet. With weight averaging the
+    best is over raw and averaged scores (what checkpoints/best keeps), the
+    final one the averaged weights' (the latest checkpoint's).
   """
   valid = [r['ppl'] for r in records if r['kind'] == valid_kind]
+  best = [min(r['ppl'], math.exp(r.get('raw_loss', math.inf)))
+          for r in records if r['kind'] == valid_kind]
   train = [r for r in records if r['kind'] == 'train']
   speeds = [r['tokens_per_sec'] for r in train if 'tokens_per_sec' in r]
   return {
@@ -38,7 +43,7 @@ def summarize(point, records, status, valid_kind):
       'status': status['status'],
       'steps': max((r['step'] for r in records), default=None),
       'final_train_loss': train[-1]['loss'] if train else None,
-      'best_valid_ppl': min(valid) if valid else None,
+      'best_valid_ppl': min(best) if best else None,
       'final_valid_ppl': valid[-1] if valid else None,
       'tokens_per_sec': statistics.median(speeds) if speeds else None,
       'wall_time_s': status.get('wall_time'),

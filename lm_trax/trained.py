@@ -24,7 +24,7 @@ from lm_trax import inference
 from lm_trax import precision as precision_lib
 from lm_trax import training
 from lm_trax import vocab as vocab_lib
-from lm_trax.errors import UserError
+from lm_trax.errors import UserError, one_line
 from lm_trax.run_dir import CONFIG_FILE
 
 
@@ -60,13 +60,23 @@ class Run:
               if isinstance(checkpoint, int) else f'{checkpoint} checkpoint')
       raise UserError(f'{self.output_dir} has no {what}; it has '
                       f'{checkpoints.describe(self.output_dir)}')
+    try:
+      checkpoints.verify(self.checkpoint.parent)
+    except ValueError as e:
+      raise UserError(f'{e}: load another checkpoint; {self.output_dir} has '
+                      f'{checkpoints.describe(self.output_dir)}') from None
     if not (self.output_dir / CONFIG_FILE).is_file():
       raise UserError(f'{self.output_dir}/{CONFIG_FILE} is missing: '
                       f'{self.output_dir} is not a run directory of train.py')
     self.vocab = vocab_lib.Vocab.load(self.output_dir)
     with compat.gin_isolated():
-      config.parse([str(self.output_dir / CONFIG_FILE)])
-      model_fn = config.bound_model('train.model')
+      try:
+        config.parse([str(self.output_dir / CONFIG_FILE)])
+        model_fn = config.bound_model('train.model')
+      except (UserError, ValueError) as e:
+        raise UserError(f'{self.output_dir}/{CONFIG_FILE} is not a whole run '
+                        f'config ({one_line(e)}); was it edited? run.json '
+                        'records the command that trained the run') from None
       self.trained_precision = config.settings(training.train)['precision']
       self._batching_settings = config.settings(data.Batching)
       self._corpus_settings = config.settings(corpora.Corpus)

@@ -254,7 +254,8 @@ def train(output_dir,
   vocab = prepare_vocab(output_dir, corpus, train_text, vocab_max_size,
                         held_out=corpus.held_out_texts())
 
-  steps_per_epoch = batching.steps_per_pass(vocab, train_text)
+  train_split = data_lib.TrainingSplit(batching, vocab, train_text)
+  steps_per_epoch = train_split.steps_per_pass
   if nt_asgd_nonmono is not None and (
       isinstance(nt_asgd_nonmono, bool) or not isinstance(nt_asgd_nonmono, int)
       or nt_asgd_nonmono < 0):
@@ -272,7 +273,7 @@ def train(output_dir,
   checkpoint_every = checkpoint_every or eval_every
   if exact_eval_every is None:
     exact_eval_every = steps_per_epoch
-  loop_lib.log(f'{corpus}: {len(vocab.split(train_text)):,} train tokens, '
+  loop_lib.log(f'{corpus}: {train_split.n_tokens:,} train tokens, '
                f'vocabulary of {vocab.size:,} ids; {steps_per_epoch:,} steps '
                f'per epoch; training to step {n_steps:,}; run directory '
                f'{output_dir}')
@@ -288,17 +289,13 @@ def train(output_dir,
   # Every process reads the same global batches (and counts their tokens),
   # then keeps its own rows; evaluation sees whole batches everywhere.
   train_stream = trax.data.Serial(
-      lambda _: batching.stream(vocab, train_text,
-                                n_devices=layout.n_devices, training=True),
+      lambda _: train_split.stream(n_devices=layout.n_devices),
       trax.data.CountAndSkip(loop_lib.TRAIN_COUNTER),
       token_counter.stage,
       parallel.TakeRows(layout),
   )()
   eval_stream = batching.stream(vocab, valid_text, n_devices=layout.n_devices)
-  schedule = lr_schedule(steps_per_epoch=steps_per_epoch)
-  windows = batching.windows(vocab, train_text)
-  if windows is not None:  # Variable windows: the rate scaled by length.
-    schedule = windows.scaled(schedule)
+  schedule = train_split.schedule(lr_schedule(steps_per_epoch=steps_per_epoch))
 
   train_task = trax_training.TrainTask(
       labeled_data=train_stream,

@@ -216,11 +216,17 @@ class Vocab:
     if not path.exists():
       raise UserError(f'no vocabulary at {path}: is {directory} a run '
                       'directory written by train.py?')
-    data = json.loads(path.read_text(encoding='utf-8'))
-    if data['level'] == 'subword':
-      return SubwordVocab(data['tokens'], data['target_size'],
-                          data['train_sha256'])
-    return cls(data['level'], data['tokens'])
+    try:
+      data = json.loads(path.read_text(encoding='utf-8'))
+      if data['level'] == 'subword':
+        return SubwordVocab(data['tokens'], data['target_size'],
+                            data['train_sha256'])
+      return cls(data['level'], data['tokens'])
+    except (ValueError, KeyError, TypeError) as e:
+      raise UserError(f'{path} is damaged ({type(e).__name__}: {e}); delete '
+                      'it and rerun the training command of this run '
+                      'directory: it rebuilds the vocabulary from the '
+                      'corpus') from None
 
 
 class SubwordVocab(Vocab):

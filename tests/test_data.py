@@ -76,10 +76,14 @@ def test_batching_steps_per_pass_counts_the_stream():
   vocab = vocab_lib.build('a b c\n', 'word')
   text = 'a b c\n' * 50  # 200 tokens
   contiguous = data.Batching(batch_size=4, seq_len=5)
-  assert contiguous.steps_per_pass(vocab, text) == (50 - 1) // 5
+  split = data.TrainingSplit(contiguous, vocab, text)
+  assert split.steps_per_pass == (50 - 1) // 5
+  assert split.n_tokens == 200 and split.windows is None
   lines = data.Batching(kind='lines', boundaries=(8,), batch_sizes=(5, 5))
-  assert lines.steps_per_pass(vocab, text) == len(
+  split = data.TrainingSplit(lines, vocab, text)
+  assert split.steps_per_pass == len(
       list(lines.stream(vocab, text, n_passes=1))) == 10
+  assert split.n_tokens == 200  # 3 words and <eos> per line.
 
 
 # Variable-length windows: 4 rows of 250 tokens (1,000 ids), windows of 5, 10
@@ -95,13 +99,13 @@ def _variable_batches(n_passes, seed=0):
   text = ' '.join(str(i) for i in range(999)) + '\n'  # 1,000 tokens.
   batching = data.Batching(seed=seed, **VARIABLE)
   ids = vocab.encode(text)
-  return (batching, vocab, text, ids,
-          list(batching.stream(vocab, text, n_passes, training=True)))
+  split = data.TrainingSplit(batching, vocab, text)
+  return batching, split, vocab, text, ids, list(split.stream(n_passes))
 
 
 def test_variable_windows_cut_each_pass_into_the_weighted_lengths():
-  batching, vocab, text, ids, batches = _variable_batches(n_passes=2)
-  assert batching.steps_per_pass(vocab, text) == 24 == len(batches) // 2
+  batching, split, vocab, text, ids, batches = _variable_batches(n_passes=2)
+  assert split.steps_per_pass == 24 == len(batches) // 2
   rows = ids.reshape(4, 250)
   for one_pass in (batches[:24], batches[24:]):
     lengths = [inputs.shape[1] for inputs, _, _ in one_pass]
@@ -113,19 +117,19 @@ def test_variable_windows_cut_each_pass_into_the_weighted_lengths():
     np.testing.assert_array_equal(targets, rows[:, 1:241])
   orders = [[b[0].shape[1] for b in p] for p in (batches[:24], batches[24:])]
   assert orders[0] != orders[1]  # Shuffled anew each pass...
-  again = _variable_batches(n_passes=2)[4]
+  again = _variable_batches(n_passes=2)[5]
   assert orders == [[b[0].shape[1] for b in p] for p in (again[:24],
                                                          again[24:])]
   # ...and by the seed.
-  other = _variable_batches(n_passes=1, seed=1)[4]
+  other = _variable_batches(n_passes=1, seed=1)[5]
   assert [b[0].shape[1] for b in other] != orders[0]
   # Evaluation keeps windows of seq_len.
   assert {b[0].shape[1] for b in batching.stream(vocab, text, 1)} == {10}
 
 
 def test_the_rate_of_each_step_is_scaled_by_its_window_length():
-  batching, vocab, text, _, batches = _variable_batches(n_passes=2)
-  schedule = batching.windows(vocab, text).scaled(lambda step: 30.0)
+  _, split, _, _, _, batches = _variable_batches(n_passes=2)
+  schedule = split.schedule(lambda step: 30.0)
   for step, (inputs, _, _) in enumerate(batches, start=1):
     assert schedule(step) == pytest.approx(30.0 * inputs.shape[1] / 10)
 

@@ -1,5 +1,6 @@
 """Sampling: exact sequences from fake models, frequencies, seeds, priming, CLI."""
 
+import json
 import shutil
 
 import jax
@@ -294,6 +295,27 @@ def test_unknown_prompt_characters_are_an_error_naming_them(char_run):
   run = trained.Run(char_run)
   with pytest.raises(UserError, match=r"2 character\(s\).*'Z', 'é'"):
     generate.generate(run, 'All: Zé', length=5)
+
+
+def test_unknown_prompt_characters_are_read_as_unk_with_one_warning(
+    char_run, tmp_path, capsys):
+  run_dir = tmp_path / 'run'
+  shutil.copytree(char_run, run_dir)
+  # A vocabulary with <unk> (as when the held-out splits have characters
+  # the train split lacks), of the same size: its last character becomes
+  # <unk>.
+  saved = json.loads((run_dir / 'vocab.json').read_text())
+  lost = saved['tokens'][-1]
+  saved['tokens'][-1] = '<unk>'
+  (run_dir / 'vocab.json').write_text(json.dumps(saved))
+  run = trained.Run(run_dir)
+  (text,) = generate.generate(run, f'All: Z{lost}éZ', length=5, seed=0)
+  assert text.startswith(f'All: Z{lost}éZ') and len(text) == 9 + 5
+  warnings = [line for line in capsys.readouterr().err.splitlines()
+              if 'warning' in line]
+  assert warnings == [
+      "warning: 4 prompt char(s) not in the vocabulary are read as <unk>: "
+      f"'Z', {lost!r}, 'é'"]
 
 
 def test_a_checkpoint_that_does_not_fit_its_config_is_a_user_error(char_run,

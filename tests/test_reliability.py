@@ -1,8 +1,10 @@
 """Crash safety and clean errors: signals, NaN, damaged checkpoints."""
 
-import os
+import importlib
 import json
+import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -297,3 +299,105 @@ def test_train_py_reports_bad_input_in_one_line(tmp_path):
     assert message in err[0]
     assert verbose['code'] == 'raised'  # --verbose: the traceback.
   assert not (run / 'checkpoints').exists()  # Nothing was written.
+
+
+# Damaged run files ------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def averaged_run(train_tiny_run):
+  """A tiny run with tail averaging: its latest checkpoint holds
+  averaged_weights.npz beside model.pkl.gz."""
+  return train_tiny_run('ptb_lstm.gin', ADAM_TAIL)
+
+
+ADAM_TAIL = ['train.n_steps = 4', 'train.optimizer = @trax.optimizers.Adam',
+             'train.lr_schedule = @constant_lr',
+             'constant_lr.learning_rate = 0.01',
+             'train.average_from_epoch = 0.04']
+
+
+def _cut_short(path):
+  """Damages a file as a crash or a bad copy does: its first half only."""
+  data = path.read_bytes()
+  path.write_bytes(data[:len(data) // 2])
+
+
+def _one_line_error(call, capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    call()
+  assert exit_info.value.code == 2
+  lines = capsys.readouterr().err.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith('error: '), lines
+  return lines[0]
+
+
+@pytest.mark.parametrize('name', ['vocab.json', 'config.gin', 'model.pkl.gz',
+                                  'averaged_weights.npz', 'manifest.json'])
+def test_a_damaged_file_a_command_reads_is_one_line_naming_it(
+    name, averaged_run, tmp_path, capsys):
+  from lm_trax import evaluate  # pylint: disable=g-import-not-at-top
+  run = tmp_path / 'run'
+  shutil.copytree(averaged_run, run)
+  latest = checkpoints.pointed(run, checkpoints.LATEST)
+  assert (latest / 'averaged_weights.npz').is_file()
+  _cut_short(latest / name if (latest / name).exists() else run / name)
+  line = _one_line_error(
+      lambda: evaluate.main(['--output_dir', str(run), '--split', 'valid']),
+      capsys)
+  assert name in line, line
+  if name == 'vocab.json':
+    assert 'rerun the training command' in line
+  elif name == 'config.gin':
+    assert 'run.json records the command' in line
+  else:  # A checkpoint's file: the others are named.
+    assert 'load another checkpoint' in line and 'latest (step 4)' in line
+
+
+@pytest.mark.parametrize('name', ['model.json', 'run.json'])
+def test_resuming_a_run_with_a_damaged_record_is_one_line_naming_it(
+    name, averaged_run, tiny_data_dir, tmp_path):
+  run = tmp_path / 'run'
+  shutil.copytree(averaged_run, run)
+  _cut_short(run / name)
+  config.parse(FILES, ['Corpus.download = False',
+                       f"Corpus.data_dir = '{tiny_data_dir}'"] + ADAM_TAIL
+               + ['train.n_steps = 6'])
+  with pytest.raises(UserError, match=f'{name} is .*; delete it'):
+    training.train(output_dir=str(run))
+
+
+def test_a_metrics_log_cut_short_is_read_without_its_last_line(
+    averaged_run, tmp_path, capsys):
+  run = tmp_path / 'run'
+  shutil.copytree(averaged_run, run)
+  path = run / 'metrics.jsonl'
+  lines = path.read_text().splitlines()
+  path.write_text('\n'.join(lines[:-1] + [lines[-1][:len(lines[-1]) // 2]]))
+  records = run_dir.MetricsLog.read(run)
+  expected = {(r['kind'], r['step']): r for r in map(json.loads, lines[:-1])}
+  assert records == sorted(expected.values(),
+                           key=lambda r: (r['step'], r['kind']))
+  warning = capsys.readouterr().err.strip().splitlines()
+  assert warning == [f'warning: skipped 1 damaged line(s) of {path} '
+                     f'(line {len(lines)})']
+
+
+@pytest.mark.parametrize('module, argv', [
+    ('evaluate', ['--output_dir', 'r', '--dynamic_eval', 'adam']),
+    ('evaluate', ['--split', 'dev']),
+    ('generate', ['--output_dir', 'r', '--temperature', 'warm']),
+    ('score', ['--output_dir', 'r', '--top_k', 'x']),
+    ('plot', ['--no_such_flag']),
+    ('sweep', ['--workers', 'two']),
+    ('download', ['no_such_corpus']),
+])
+def test_a_bad_argument_is_two_lines_not_the_whole_usage(module, argv,
+                                                         capsys):
+  command = importlib.import_module(f'lm_trax.{module}')
+  with pytest.raises(SystemExit) as exit_info:
+    command.main(argv)
+  assert exit_info.value.code == 2
+  lines = capsys.readouterr().err.strip().splitlines()
+  assert len(lines) == 2, lines
+  assert lines[0].startswith(f'python -m lm_trax.{module}: error: ')
+  assert lines[1] == f'python -m lm_trax.{module} --help lists the options'

@@ -3,6 +3,7 @@ skip/resume, failures, the report."""
 
 import csv
 import json
+import math
 import os
 import pathlib
 import signal
@@ -318,6 +319,25 @@ def test_points_trained_from_a_since_changed_gin_file_are_not_reused(
   assert error.count('\n') == 1
   assert ('point train.n_steps=2 in ' + str(output_dir) +
           ' was trained from another config (a gin file changed since)') in error
+
+
+def test_the_best_of_an_averaged_run_is_raw_or_averaged_whichever_won(
+    tmp_path):
+  grid_sweep = sweep_run.Sweep([PTB_LSTM], [],
+                               [('RecurrentLM.d_model', ['8', '16'])])
+  grid_sweep.save(tmp_path)
+  first = tmp_path / grid_sweep.points()[0].name
+  first.mkdir()
+  log = run_dir.MetricsLog(first)
+  # (step, averaged loss, raw loss): the raw weights win at step 20.
+  for step, loss, raw_loss in ((10, 5.0, 5.1), (20, 4.6, 4.5), (30, 4.7, 4.8)):
+    log.write(step, 'train', loss=loss, ppl=math.exp(loss))
+    log.write(step, 'valid', loss=loss, ppl=math.exp(loss), raw_loss=raw_loss)
+  (first / sweep_run.STATUS_FILE).write_text(
+      json.dumps({'status': 'finished', 'wall_time': 61.0}))
+  rows = sweep_report.write_report(tmp_path)
+  assert rows[0]['best_valid_ppl'] == pytest.approx(math.exp(4.5))
+  assert rows[0]['final_valid_ppl'] == pytest.approx(math.exp(4.7))
 
 
 def test_the_report_falls_back_to_sampled_eval_records(tmp_path):
