@@ -230,13 +230,14 @@ def _replayed_dynamic_log_probs(predictor, ids, dynamic, statistics):
     log_p = jax.nn.log_softmax(logits[0])[np.arange(len(targets)), targets]
     return -log_p.mean(), (log_p, state)
 
+  gradient = jax.jit(jax.grad(segment_loss, has_aux=True))
   inputs = inference.primed(predictor.vocab.eos_id, ids)[:-1]
   state, result = predictor.fresh_state(1), []
   for start in range(0, len(ids), dynamic.segment):
     piece = slice(start, start + dynamic.segment)
     as_float32 = [np.float32(w) for w in current]
-    grads, (log_p, state) = jax.grad(segment_loss, has_aux=True)(
-        as_float32, state, inputs[piece], ids[piece])
+    grads, (log_p, state) = gradient(as_float32, state, inputs[piece],
+                                     ids[piece])
     result.extend(np.asarray(log_p))
     for i, g in enumerate(grads):
       g = np.asarray(g, np.float64)
@@ -265,10 +266,11 @@ def test_gradient_statistics_are_the_rms_of_the_batch_gradients(word_run):
     log_p = jnp.take_along_axis(jax.nn.log_softmax(logits), y[..., None], -1)
     return -log_p.mean(), state
 
+  gradient = jax.jit(jax.grad(batch_loss, has_aux=True))
   state, squares = predictor.fresh_state(100), []
   for k in range(5):
     columns = slice(2 * k, 2 * k + 2)
-    grads, state = jax.grad(batch_loss, has_aux=True)(
+    grads, state = gradient(
         predictor.weights, state, inputs[:, columns], targets[:, columns])
     squares.append([np.asarray(g, np.float64) ** 2
                     for g in jax.tree_util.tree_leaves(grads)])

@@ -207,13 +207,16 @@ def test_busy_cores_sees_a_process_that_runs_now(monkeypatch):
   import machine  # pylint: disable=g-import-not-at-top
   if not pathlib.Path('/proc/stat').exists():
     pytest.skip('no /proc/stat')
+  before = machine.busy_cores(1.0)
+  if before > (os.cpu_count() or 1) - 1.3:
+    pytest.skip(f'{before:.1f} cores are busy already: no free core to see')
   spinner = subprocess.Popen([sys.executable, '-c', 'while True: pass'])
   try:
     busy = machine.busy_cores(1.0)
   finally:
     spinner.kill()
     spinner.wait()
-  assert 0.7 <= busy <= (os.cpu_count() or 1) + 0.1, busy
+  assert 0.7 <= busy - before <= 1.3, (before, busy)
 
 
 # Precision (lm_trax.precision) and the data directory ------------------------

@@ -324,9 +324,9 @@ ASGD = ['train.model = @RecurrentLM', 'RecurrentLM.variational = True',
         'train.eval_every = 2', 'Corpus.download = False']
 
 
-def _train(output_dir, n_steps):
+def _train(output_dir, n_steps, bindings=()):
   config.parse([str(GIN_DIR / 'ptb_lstm_tied.gin'), str(GIN_DIR / 'tiny.gin')],
-               ASGD + [f'train.n_steps = {n_steps}'])
+               ASGD + [f'train.n_steps = {n_steps}'] + list(bindings))
   return training.train(output_dir=str(output_dir))
 
 
@@ -385,11 +385,20 @@ def test_evaluation_uses_the_averaged_weights(use_tiny_data, tmp_path):
 
 
 def test_penalties_are_logged_beside_the_plain_loss(use_tiny_data, tmp_path):
-  _train(tmp_path, 4)
-  train_records = [r for r in run_dir.MetricsLog.read(tmp_path)
-                   if r['kind'] == 'train']
-  assert train_records and all(r['penalty'] > 0 for r in train_records)
-  for record in train_records:
+  def first_step(scale):
+    output_dir = tmp_path / f'x{scale}'
+    _train(output_dir, 1, [f'RecurrentLM.activation_reg = {scale}',
+                           f'RecurrentLM.temporal_activation_reg = {scale}'])
+    (record,) = [r for r in run_dir.MetricsLog.read(output_dir)
+                 if r['kind'] == 'train']
+    return record
+  once, twice = first_step(1.0), first_step(2.0)
+  assert once['penalty'] > 0
+  # The same weights and batch: the cross entropy does not see the
+  # penalties, and the penalty is linear in alpha and beta.
+  assert twice['loss'] == pytest.approx(once['loss'], rel=1e-6)
+  assert twice['penalty'] == pytest.approx(2 * once['penalty'], rel=1e-4)
+  for record in (once, twice):
     assert record['total_loss'] == pytest.approx(record['loss'] +
                                                  record['penalty'])
 
