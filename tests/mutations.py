@@ -83,7 +83,8 @@ MUTATIONS = (
     Mutation(
         "dynamic evaluation's decay pushes away from the trained weights",
         'lm_trax/adaptation.py',
-        (('w - lr * g + decay * (w0 - w)', 'w - lr * g - decay * (w0 - w)'),
+        (('g, w0: w - lr * g + decay * (w0 - w)',
+          'g, w0: w - lr * g - decay * (w0 - w)'),
          ('jnp.minimum(decay * rate, 1.0) * (w0 - w)',
           'jnp.minimum(decay * rate, 1.0) * (w - w0)')),
         ('tests/test_adaptation.py::test_dynamic_evaluation_is_its_update_'
