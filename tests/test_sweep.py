@@ -321,14 +321,21 @@ def test_points_trained_from_a_since_changed_gin_file_are_not_reused(
           ' was trained from another config (a gin file changed since)') in error
 
 
-def test_the_best_of_an_averaged_run_is_raw_or_averaged_whichever_won(
-    tmp_path):
+def _first_point_log(tmp_path):
+  """A saved two-point sweep in tmp_path: (its first point's directory, that
+  point's MetricsLog)."""
   grid_sweep = sweep_run.Sweep([PTB_LSTM], [],
                                [('RecurrentLM.d_model', ['8', '16'])])
   grid_sweep.save(tmp_path)
   first = tmp_path / grid_sweep.points()[0].name
   first.mkdir()
   log = run_dir.MetricsLog(first)
+  return first, log
+
+
+def test_the_best_of_an_averaged_run_is_raw_or_averaged_whichever_won(
+    tmp_path):
+  first, log = _first_point_log(tmp_path)
   # (step, averaged loss, raw loss): the raw weights win at step 20.
   for step, loss, raw_loss in ((10, 5.0, 5.1), (20, 4.6, 4.5), (30, 4.7, 4.8)):
     log.write(step, 'train', loss=loss, ppl=math.exp(loss))
@@ -341,12 +348,7 @@ def test_the_best_of_an_averaged_run_is_raw_or_averaged_whichever_won(
 
 
 def test_the_report_falls_back_to_sampled_eval_records(tmp_path):
-  grid_sweep = sweep_run.Sweep([PTB_LSTM], [],
-                               [('RecurrentLM.d_model', ['8', '16'])])
-  grid_sweep.save(tmp_path)
-  first = tmp_path / grid_sweep.points()[0].name
-  first.mkdir()
-  log = run_dir.MetricsLog(first)
+  first, log = _first_point_log(tmp_path)
   for step, loss, eval_loss in ((10, 5.0, 5.5), (20, 4.0, 4.2), (30, 3.5, 4.4)):
     log.write(step, 'train', loss=loss, ppl=2.0 ** loss, tokens_per_sec=step)
     log.write(step, 'eval', loss=eval_loss, ppl=2.0 ** eval_loss)
