@@ -38,9 +38,10 @@ INSTALL_REQUIRES = [
 
 EXTRAS_REQUIRE = {
     # nbclient runs notebooks/tour.ipynb on an ipykernel kernel
-    # (tests/test_notebook.py).
+    # (tests/test_notebook.py); pytest-xdist runs the test files in two
+    # processes at once (`pytest -n 2 --dist loadfile`, tests/workers.py).
     'test': ['pytest>=8', 'nbclient>=0.10', 'nbformat>=5.10',
-             'ipykernel>=6.29'],
+             'ipykernel>=6.29', 'pytest-xdist>=3.5'],
     # To view the event files in train/, eval/ and valid/: tensorflow 2.21 no
     # longer installs TensorBoard. (Writing them needs only tensorflow.)
     'tensorboard': ['tensorboard>=2.21,<2.22'],

@@ -8,7 +8,7 @@
   python bench/train_speed.py --breakdown [--config ...] [--repeats R]
                               [--precision ...]
 
-Prints the README's speed table. For each config, each measurement is a
+Prints the speed table of docs/speed.md. For each config, each measurement is a
 process of its own, started fresh, the columns taking turns (lm_trax,
 PyTorch, plain trax, lm_trax, PyTorch, ...) R times, so that a change in the
 machine's load hits all alike; each column is reported as its median over the

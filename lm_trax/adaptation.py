@@ -48,13 +48,14 @@ RNN state and the cache window as the scan's carry; the trained weights
 
 import dataclasses
 import math
-import numbers
 import weakref
 
 import jax
 from jax import numpy as jnp
 import numpy as np
 
+from lm_trax.errors import is_real_number
+from lm_trax.errors import is_whole_number
 from lm_trax.errors import UserError
 
 # Rows of the batches the gradient statistics are gathered on (the batch size
@@ -64,20 +65,26 @@ RULES = ('sgd', 'rms')
 
 
 def _is_number(value):
-  return (isinstance(value, numbers.Real) and not isinstance(value, bool)
-          and math.isfinite(value))
+  return is_real_number(value) and math.isfinite(value)
 
 
-def _is_int(value):
-  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+class SettingError(UserError):
+  """A field of a Cache or Dynamic outside its range. The message names it
+  as the Python API takes it (cache['size']); the command line names its
+  flag instead (`named`)."""
+
+  def __init__(self, owner, field, rule, value):
+    super().__init__(f'{owner}[{field!r}] must be {rule}, got {value!r}')
+    self.owner, self.field, self.rule, self.value = owner, field, rule, value
+
+  def named(self, name):
+    """The same error, naming the setting `name` (e.g. a flag)."""
+    return UserError(f'{name} must be {self.rule}, got {self.value!r}')
 
 
-def _require(ok, name, flag, rule, value):
-  """Raises 'NAME (FLAG) must be RULE, got VALUE' (or 'FLAG must ...' without
-  a name) unless ok."""
+def _require(ok, owner, field, rule, value):
   if not ok:
-    subject = f'{name} ({flag})' if name else flag
-    raise UserError(f'{subject} must be {rule}, got {value!r}')
+    raise SettingError(owner, field, rule, value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,12 +100,12 @@ class Cache:
   lam: float
 
   def __post_init__(self):
-    _require(_is_int(self.size) and self.size >= 1, 'the cache size',
-             '--cache_size', 'a whole number >= 1', self.size)
-    _require(_is_number(self.theta) and self.theta >= 0, 'the cache theta',
-             '--cache_theta', 'a number >= 0', self.theta)
-    _require(_is_number(self.lam) and 0 <= self.lam <= 1, 'the cache lambda',
-             '--cache_lambda', 'in [0, 1]', self.lam)
+    _require(is_whole_number(self.size) and self.size >= 1, 'cache', 'size',
+             'a whole number >= 1', self.size)
+    _require(_is_number(self.theta) and self.theta >= 0, 'cache', 'theta',
+             'a number >= 0', self.theta)
+    _require(_is_number(self.lam) and 0 <= self.lam <= 1, 'cache', 'lam',
+             'in [0, 1]', self.lam)
 
   def label(self):
     """'cache=size/theta/lambda', as the result line names it."""
@@ -117,7 +124,7 @@ class Dynamic:
   epsilon: added to rms (rule 'rms' only; --dynamic_epsilon). The default
     is Krause et al.'s PTB value 0.001 in this module's units (divided by
     sqrt(n), n about 1,860 statistics batches on PTB), with which every
-    dynamic-evaluation result in the README was measured.
+    dynamic-evaluation result in docs/adaptation.md was measured.
   statistics_tokens: gather the rms statistics on the first this many
     tokens of the train split; None for all of it (--dynamic_stats_tokens).
   """
@@ -129,22 +136,20 @@ class Dynamic:
   statistics_tokens: int = None
 
   def __post_init__(self):
-    what = 'the dynamic evaluation'
-    _require(self.rule in RULES, f'{what} rule', '--dynamic_eval',
-             "'sgd' or 'rms'", self.rule)
-    _require(_is_number(self.lr) and self.lr >= 0, f'{what} lr',
-             '--dynamic_lr', 'a number >= 0', self.lr)
-    _require(_is_number(self.decay) and 0 <= self.decay <= 1,
-             f'{what} decay', '--dynamic_decay', 'in [0, 1]', self.decay)
-    _require(_is_int(self.segment) and self.segment >= 1, f'{what} segment',
-             '--dynamic_segment', 'a whole number >= 1', self.segment)
-    _require(_is_number(self.epsilon) and self.epsilon > 0,
-             f'{what} epsilon', '--dynamic_epsilon', 'a number > 0',
-             self.epsilon)
+    _require(self.rule in RULES, 'dynamic', 'rule', "'sgd' or 'rms'",
+             self.rule)
+    _require(_is_number(self.lr) and self.lr >= 0, 'dynamic', 'lr',
+             'a number >= 0', self.lr)
+    _require(_is_number(self.decay) and 0 <= self.decay <= 1, 'dynamic',
+             'decay', 'in [0, 1]', self.decay)
+    _require(is_whole_number(self.segment) and self.segment >= 1, 'dynamic',
+             'segment', 'a whole number >= 1', self.segment)
+    _require(_is_number(self.epsilon) and self.epsilon > 0, 'dynamic',
+             'epsilon', 'a number > 0', self.epsilon)
     _require(self.statistics_tokens is None or (
-        _is_int(self.statistics_tokens) and self.statistics_tokens >= 1),
-             None, '--dynamic_stats_tokens', 'a whole number >= 1',
-             self.statistics_tokens)
+        is_whole_number(self.statistics_tokens) and
+        self.statistics_tokens >= 1), 'dynamic', 'statistics_tokens',
+             'a whole number >= 1', self.statistics_tokens)
 
   def label(self):
     """'dynamic=rule/lr/decay/segment[/epsilon]', as the result line names it."""

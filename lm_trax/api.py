@@ -26,10 +26,15 @@ choose, with lm_trax.process.set_up() before anything else.
 This module is light: trax and TensorFlow are imported when a run is loaded.
 """
 
+import os
+
 from lm_trax import adaptation
 from lm_trax import checkpoints
 from lm_trax import generate as generate_lib
 from lm_trax import score as score_lib
+from lm_trax import vocab as vocab_lib
+from lm_trax.errors import is_whole_number
+from lm_trax.errors import require
 from lm_trax.errors import UserError
 
 
@@ -47,8 +52,10 @@ def load(output_dir, checkpoint=checkpoints.LATEST, precision=None):
 
   Raises:
     UserError: if the directory, or the checkpoint, does not exist (the
-      message lists the checkpoints there are).
+      message lists the checkpoints there are), or an argument is of the
+      wrong type.
   """
+  _require_path(output_dir, 'output_dir')
   # Imported here, not above, so that `import lm_trax` and lm_trax.load stay
   # light until a run is loaded (tests/test_imports.py).
   from lm_trax import trained  # pylint: disable=g-import-not-at-top
@@ -93,12 +100,20 @@ class LanguageModel:
       An lm_trax.evaluation.EvalResult: .loss (nats/token), .ppl, .bpc (bits
       per character), .word_ppl (perplexity per word), .tokens, .characters,
       .words, .nats (total), .unknown, .adaptation.
+
+    Raises:
+      UserError: for an argument of the wrong type or value, naming it.
     """
     # Imported here for the same reason as in `load` (it imports trax, which
     # the loaded run has imported by now).
     from lm_trax import evaluation  # pylint: disable=g-import-not-at-top
     if (split is None) == (text is None):
       raise UserError('give one of split= or text=')
+    if batch_size is not None:
+      require(is_whole_number(batch_size) and batch_size >= 1, 'batch_size',
+              'a whole number >= 1 or None', batch_size)
+    if data_dir is not None:
+      _require_path(data_dir, 'data_dir')
     cache, dynamic = adaptation.as_cache(cache), adaptation.as_dynamic(dynamic)
     if text is not None:
       if not isinstance(text, str):
@@ -121,11 +136,16 @@ class LanguageModel:
       A list of lm_trax.score.LineScore: .logprob (natural log), .tokens,
       .ppl, .unknown.
     """
-    return score_lib.score_lines(self.run, lines, skip_unknown)
+    try:
+      return score_lib.score_lines(self.run, lines, skip_unknown)
+    except vocab_lib.UnknownTokens as e:
+      raise e.restated(skip='skip_unknown=True') from None
 
   def next_tokens(self, prompt, k=5):
     """The k most likely next tokens after `prompt`: [(token, probability)]."""
-    return score_lib.next_tokens(self.run, prompt, top_k=k)
+    return score_lib.next_tokens(
+        self.run, prompt, top_k=k,
+        name=lambda option: 'k' if option == 'top_k' else option)
 
   def generate(self, prompt='', length=100, temperature=1.0, seed=0,
                num_samples=1, top_k=None, top_p=None, stop_at_eos=False):
@@ -134,7 +154,8 @@ class LanguageModel:
     return generate_lib.generate(self.run, prompt, length=length,
                                  temperature=temperature, top_k=top_k,
                                  top_p=top_p, num_samples=num_samples,
-                                 seed=seed, stop_at_eos=stop_at_eos)
+                                 seed=seed, stop_at_eos=stop_at_eos,
+                                 name=_parameter)
 
   def encode(self, text):
     """Text -> (T,) int32 ids, the rule every command uses (lm_trax.vocab)."""
@@ -143,3 +164,14 @@ class LanguageModel:
   def decode(self, ids):
     """Ids -> text."""
     return self.vocab.decode(ids)
+
+
+def _parameter(option):
+  """How the API names an option it shares with a command (length, top_k,
+  ...) in messages: as its parameter, where the command names its flag."""
+  return option
+
+
+def _require_path(value, name):
+  require(isinstance(value, (str, os.PathLike)), name,
+          'a path (a string or a pathlib.Path)', value)

@@ -23,8 +23,8 @@ import json
 import os
 import pathlib
 import re
+import secrets
 import shutil
-import tempfile
 
 from lm_trax import files
 
@@ -61,7 +61,7 @@ def write(output_dir, kind, step, write_files):
   base = root(output_dir)
   base.mkdir(parents=True, exist_ok=True)
   name = f'{"step" if kind == LATEST else "best"}-{step:08d}'
-  tmp = pathlib.Path(tempfile.mkdtemp(prefix='.tmp-', dir=base))
+  tmp = _new_temp_dir(base)
   write_files(tmp)
   manifest = {f.name: _digest(f) for f in sorted(tmp.iterdir())}
   (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding='utf-8')
@@ -76,6 +76,21 @@ def write(output_dir, kind, step, write_files):
   _point(base, kind, name)
   _prune(base)
   return final
+
+
+def _new_temp_dir(base):
+  """A new, empty, hidden directory in `base`, created exclusively, with the
+  permissions any new directory of the user gets: tempfile.mkdtemp's 0700
+  would keep collaborators on a shared file system out of the run. mkdir
+  with 0777 lets the kernel apply the umask (and a default ACL, if the file
+  system has one), which chmod after the fact could not."""
+  while True:
+    tmp = base / f'.tmp-{secrets.token_hex(4)}'
+    try:
+      os.mkdir(tmp, 0o777)
+      return tmp
+    except FileExistsError:
+      continue
 
 
 def _is_complete(directory):

@@ -1,4 +1,5 @@
-"""What the commands share: their name as typed, and the run arguments.
+"""What the commands share: their name as typed, how they name their
+options, and the run arguments.
 
 Errors are reported by lm_trax.errors.exit_with (one line, exit status 2);
 files are written by lm_trax.files.write_text_atomically; the process is set
@@ -17,6 +18,13 @@ def command_name(module):
   if program.startswith('lm-trax-'):
     return program
   return f'python -m {module}'
+
+
+def flag(option):
+  """How a command names an option in its messages: '--top_k'. Code the
+  commands share with the Python API takes this spelling as a parameter
+  (`name=`), so that the API's messages name its parameters instead."""
+  return f'--{option}'
 
 
 class _Parser(argparse.ArgumentParser):

@@ -4,7 +4,7 @@ Every lm_trax command compiles the same programs again on each start: the
 training step, the evaluation and sampling functions, and a dozen small
 random-number programs that initialize the weights. With the cache, a rerun
 or a resumed run, `lm_trax.evaluate` and `lm_trax.generate` load them
-instead (the README's "Compilation cache" gives the time saved). The
+instead (docs/speed.md, "Start-up"). The
 commands turn it on when they start (lm_trax.process.set_up); importing a
 module never does.
 

@@ -17,8 +17,10 @@ published, by the word-level PTB files in the same archive. Files are written
 atomically (lm_trax.files: a temporary file in the same directory, fsync,
 os.replace; every file of a corpus checked before any replaces its target),
 so a failed or corrupt download never leaves a partial or wrong file behind.
-Network failures raise UserError at once (no retries) saying where to put the
-files by hand.
+A corpus may have several sources (`URLS`), tried in order: one that cannot
+be reached, refuses the request or serves something that fails the checks
+passes to the next, each tried once (no retries). When all fail, UserError
+names every source and where to put the files by hand.
 
 Command line:
 
@@ -62,23 +64,33 @@ CORPUS_FILES = {
                   'wikitext2/wiki.test.tokens'),
 }
 
-# Where each corpus comes from. Both PTBs are Mikolov's preprocessed versions
-# from one archive; WikiText is the tokenized release (its own <unk>) from the
-# Salesforce (formerly MetaMind) bucket; enwik8 and text8 are Mahoney's, of the
+# Where each corpus comes from: its sources, tried in order, each checked
+# against the same digests. Both PTBs are Mikolov's preprocessed versions
+# from one archive; WikiText is the tokenized release (its own <unk>), served
+# by its author, Stephen Merity, and by the Salesforce (formerly MetaMind) S3
+# bucket it was first published in, which has answered 403 since 2024 and is
+# kept second in case it comes back; enwik8 and text8 are Mahoney's, of the
 # Large Text Compression Benchmark; Tiny Shakespeare is a single file from
 # Karpathy's char-rnn repository.
 _SIMPLE_EXAMPLES = 'http://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz'
-_WIKITEXT = 'https://s3.amazonaws.com/research.metamind.io/wikitext/'
+_WIKITEXT = ('https://wikitext.smerity.com/',
+             'https://s3.amazonaws.com/research.metamind.io/wikitext/')
 URLS = {
-    'enwik8': 'http://mattmahoney.net/dc/enwik8.zip',
-    'ptb': _SIMPLE_EXAMPLES,
-    'ptb_char': _SIMPLE_EXAMPLES,
-    'text8': 'http://mattmahoney.net/dc/text8.zip',
+    'enwik8': ('http://mattmahoney.net/dc/enwik8.zip',),
+    'ptb': (_SIMPLE_EXAMPLES,),
+    'ptb_char': (_SIMPLE_EXAMPLES,),
+    'text8': ('http://mattmahoney.net/dc/text8.zip',),
     'tinyshakespeare': ('https://raw.githubusercontent.com/karpathy/char-rnn/'
-                        'master/data/tinyshakespeare/input.txt'),
-    'wikitext103': _WIKITEXT + 'wikitext-103-v1.zip',
-    'wikitext2': _WIKITEXT + 'wikitext-2-v1.zip',
+                        'master/data/tinyshakespeare/input.txt',),
+    'wikitext103': tuple(base + 'wikitext-103-v1.zip' for base in _WIKITEXT),
+    'wikitext2': tuple(base + 'wikitext-2-v1.zip' for base in _WIKITEXT),
 }
+
+# Sent with every request: wikitext.smerity.com refuses (403) Python's
+# default User-Agent. The version is read from the package, imported before
+# any of its modules, rather than by importing it here: the package reaches
+# this module again through lm_trax.load (tests/test_imports.py).
+USER_AGENT = f'lm_trax/{sys.modules["lm_trax"].__version__}'
 
 # The corpora that come in an archive: its format, and the folder in it that
 # holds the files under the names of CORPUS_FILES (a leading './' is ignored).
@@ -183,7 +195,8 @@ def fetch(name, data_dir, url=None, timeout=10.0, progress=True,
   Args:
     name: A key of `CORPUS_FILES`.
     data_dir: The data directory; created if needed.
-    url: Overrides the source URL (a mirror, or a local server in tests).
+    url: Overrides the sources `URLS[name]`: one URL (a mirror, or a local
+      server in tests), or a list of them, tried in order.
     timeout: Seconds to wait on each network operation (connect, each read)
       before giving up; there are no retries.
     progress: Whether to show a progress bar on stderr.
@@ -196,9 +209,10 @@ def fetch(name, data_dir, url=None, timeout=10.0, progress=True,
     The written files: `data_dir` joined with each of `CORPUS_FILES[name]`.
 
   Raises:
-    UserError: unknown corpus, network failure, corrupt archive, or a file
-      or archive whose digest does not match; nothing is written in these
-      cases.
+    UserError: unknown corpus, or every source failed: network failure,
+      corrupt archive, or a file or archive whose digest does not match.
+      Nothing is written in these cases. With one source, the message is
+      that source's failure; with several, it names each and how it failed.
   """
   targets = expected_files(name, data_dir)
   _make_dirs(targets)
@@ -208,16 +222,30 @@ def fetch(name, data_dir, url=None, timeout=10.0, progress=True,
              for path, relative in zip(targets, CORPUS_FILES[name])},
       archive=archive_digest or ARCHIVE_DIGESTS.get(name),
       known_members=_known_members(name, hashes))
-  url = url or URLS[name]
-  staged = {}
-  try:
-    _download(name, url, timeout, progress, checks, staged)
-    files.commit(staged)
-  except _NetworkError as error:
-    raise UserError(_network_message(name, url, error, targets)) from error
-  finally:
-    files.remove(staged.values())
-  return targets
+  sources = _sources(url or URLS[name])
+  failures = []  # (source, why it failed)
+  for source in sources:
+    staged = {}
+    try:
+      _download(name, source, timeout, progress, checks, staged)
+      files.commit(staged)
+      return targets
+    except _NetworkError as error:
+      failures.append((source, str(error)))
+      failed = error
+    except UserError as error:  # It served something that fails the checks.
+      if len(sources) == 1:
+        raise
+      failures.append((source, str(error)))
+      failed = error
+    finally:
+      files.remove(staged.values())
+  raise UserError(_network_message(name, failures, targets)) from failed
+
+
+def _sources(urls):
+  """A tuple of URLs from one URL or a sequence of them."""
+  return (urls,) if isinstance(urls, str) else tuple(urls)
 
 
 def ensure(name, data_dir, download=True):
@@ -304,9 +332,11 @@ def _download(name, url, timeout, progress, checks, staged):
 
 
 def _open_url(url, timeout):
-  """Opens `url`; any failure becomes _NetworkError."""
+  """Opens `url`, as `USER_AGENT`; any failure becomes _NetworkError."""
   try:
-    return urllib.request.urlopen(url, timeout=timeout)
+    request = urllib.request.Request(url,
+                                     headers={'User-Agent': USER_AGENT})
+    return urllib.request.urlopen(request, timeout=timeout)
   except (OSError, http.client.HTTPException, ValueError) as error:
     # URLError/HTTPError and timeouts are OSErrors; ValueError: bad URL.
     raise _NetworkError(_reason(error)) from error
@@ -504,10 +534,14 @@ def _mismatch(what, algorithm, expected, actual):
           f'download is corrupt or the source changed, so nothing was written')
 
 
-def _network_message(name, url, reason, targets):
-  return (f'downloading {name} from {url} failed ({reason}); put the files '
-          f'there by hand ({_join_paths(targets)}) or set {ENV_VAR} to a '
-          f'directory that has {", ".join(CORPUS_FILES[name])}')
+def _network_message(name, failures, targets):
+  """Every source failed: failures is [(source, why)], in the order tried."""
+  (first, reason), *others = failures
+  tried = f'from {first} failed ({reason})'
+  tried += ''.join(f', then from {source} ({why})' for source, why in others)
+  return (f'downloading {name} {tried}; put the files there by hand '
+          f'({_join_paths(targets)}) or set {ENV_VAR} to a directory that '
+          f'has {", ".join(CORPUS_FILES[name])}')
 
 
 # Command line -----------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Errors a user can cause, reported as one line that names the fix."""
 
+import numbers
 import sys
 
 
@@ -9,6 +10,24 @@ class UserError(Exception):
   Command-line entry points print str(error) as one line on stderr and exit
   with status 2, without a traceback (unless --verbose).
   """
+
+
+def is_whole_number(value):
+  """Whether value is an integer (numpy's included), and not a bool."""
+  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_real_number(value):
+  """Whether value is a real number (numpy's included), and not a bool."""
+  return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def require(ok, name, rule, value):
+  """Raises UserError('NAME must be RULE, got VALUE') unless ok. NAME is how
+  the caller's user spells the setting: a flag for a command, a parameter
+  for the Python API."""
+  if not ok:
+    raise UserError(f'{name} must be {rule}, got {value!r}')
 
 
 def one_line(error):

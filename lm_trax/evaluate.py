@@ -124,14 +124,32 @@ def _flag_values(args, name, kind):
                     f'commas, got {text!r}') from None
 
 
+# The flag of each field of lm_trax.adaptation's Cache and Dynamic, for
+# messages.
+_SETTING_FLAGS = {
+    ('cache', 'size'): '--cache_size', ('cache', 'theta'): '--cache_theta',
+    ('cache', 'lam'): '--cache_lambda', ('dynamic', 'rule'): '--dynamic_eval',
+    ('dynamic', 'lr'): '--dynamic_lr', ('dynamic', 'decay'): '--dynamic_decay',
+    ('dynamic', 'segment'): '--dynamic_segment',
+    ('dynamic', 'epsilon'): '--dynamic_epsilon',
+    ('dynamic', 'statistics_tokens'): '--dynamic_stats_tokens'}
+
+
 def adaptation_from_args(args):
   """The (Cache or None, Dynamic or None) points the command's flags ask
   for: one, or every combination of the listed values (a search).
 
   Raises:
-    UserError: for a partial or invalid choice.
+    UserError: for a partial or invalid choice, naming the flags.
   """
   from lm_trax import adaptation  # pylint: disable=g-import-not-at-top  (JAX: not for --help)
+  try:
+    return _adaptation_points(args, adaptation)
+  except adaptation.SettingError as e:
+    raise e.named(_SETTING_FLAGS[e.owner, e.field]) from None
+
+
+def _adaptation_points(args, adaptation):
   given = {name: _flag_values(args, name, kind)
            for name, kind, _ in _ADAPTATION_FLAGS}
   cache_names = ('cache_size', 'cache_theta', 'cache_lambda')

@@ -124,6 +124,9 @@ def evaluate_text(run, text, split, batch_size=None, progress=True,
   vocab = run.vocab
   batching = run.batching()
   scored = scored_ids(vocab, batching, text)
+  if not any(len(ids) for ids in scored):
+    raise UserError(f'no tokens to score in {split!r} (an empty text, or '
+                    'only blank lines for a run scored line by line)')
   statistics = _statistics(run, dynamic, data_dir, progress)
   bar = _Progress(sum(map(len, scored)), split, progress)
   started = time.perf_counter()

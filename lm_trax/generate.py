@@ -59,25 +59,43 @@ from lm_trax import inference
 from lm_trax import process
 from lm_trax import vocab as vocab_lib
 from lm_trax.errors import exit_with
+from lm_trax.errors import is_real_number
+from lm_trax.errors import is_whole_number
+from lm_trax.errors import require
 from lm_trax.errors import UserError
 
 
 # Validation -------------------------------------------------------------------
 
 def check_options(length, temperature=1.0, top_k=None, top_p=None,
-                  num_samples=1):
-  """Raises UserError, naming the flag, for options sampling cannot use."""
+                  num_samples=1, seed=0, name=cli.flag):
+  """Raises UserError for options sampling cannot use, naming each option
+  as name(option) spells it: the command's flags by default; the Python API
+  passes its own spelling (its parameters)."""
+  _require_whole(length, name('length'))
   if length < 1:
-    raise UserError(f'--length must be >= 1 (tokens to generate), got {length}')
+    raise UserError(f'{name("length")} must be >= 1 (tokens to generate), '
+                    f'got {length}')
+  require(is_real_number(temperature), name('temperature'), 'a number',
+          temperature)
   if not temperature >= 0:  # Also catches NaN.
-    raise UserError(f'--temperature must be >= 0 (0 = greedy), got '
+    raise UserError(f'{name("temperature")} must be >= 0 (0 = greedy), got '
                     f'{temperature}')
-  if top_k is not None and top_k < 1:
-    raise UserError(f'--top_k must be >= 1, got {top_k}')
-  if top_p is not None and not 0 < top_p <= 1:
-    raise UserError(f'--top_p must be in (0, 1], got {top_p}')
-  if num_samples < 1:
-    raise UserError(f'--num_samples must be >= 1, got {num_samples}')
+  if top_k is not None:
+    _require_whole(top_k, name('top_k'), ' or None')
+    require(top_k >= 1, name('top_k'), '>= 1', top_k)
+  if top_p is not None:
+    require(is_real_number(top_p), name('top_p'), 'a number or None', top_p)
+    require(0 < top_p <= 1, name('top_p'), 'in (0, 1]', top_p)
+  _require_whole(num_samples, name('num_samples'))
+  require(num_samples >= 1, name('num_samples'), '>= 1', num_samples)
+  _require_whole(seed, name('seed'))
+  # Seeds outside [0, 2**32) would wrap around to another seed's samples.
+  require(0 <= seed < 2**32, name('seed'), 'in [0, 2**32)', seed)
+
+
+def _require_whole(value, name, alternative=''):
+  require(is_whole_number(value), name, f'a whole number{alternative}', value)
 
 
 # One step: logits -> ids --------------------------------------------------------
@@ -293,7 +311,8 @@ def to_text(vocab, prompt, prompt_ids, generated):
 # From a run directory ---------------------------------------------------------------
 
 def generate(run, prompt='', length=200, temperature=1.0, top_k=None,
-             top_p=None, num_samples=1, seed=0, stop_at_eos=False):
+             top_p=None, num_samples=1, seed=0, stop_at_eos=False,
+             name=cli.flag):
   """Samples text from a trained run (see the module docstring).
 
   Args:
@@ -306,6 +325,7 @@ def generate(run, prompt='', length=200, temperature=1.0, top_k=None,
     num_samples: S, the samples drawn in parallel (one batch).
     seed: the PRNG seed; the same seed gives the same samples.
     stop_at_eos: cut each sample at its first end of line / sentence.
+    name: how messages name the options (`check_options`).
 
   Returns:
     A list of S strings, each the prompt followed by its continuation.
@@ -314,9 +334,11 @@ def generate(run, prompt='', length=200, temperature=1.0, top_k=None,
     UserError: for bad options, prompt characters outside the vocabulary, or
       a run directory whose checkpoint does not fit its config.
   """
-  check_options(length, temperature, top_k, top_p, num_samples)
-  key = _key(seed)
-  prompt = prompt or ''
+  check_options(length, temperature, top_k, top_p, num_samples, seed, name)
+  require(isinstance(stop_at_eos, (bool, np.bool_)), name('stop_at_eos'),
+          'True or False', stop_at_eos)
+  key = jax.random.PRNGKey(seed)
+  prompt = '' if prompt is None else prompt
   vocab = run.vocab
   prompt_ids, unknown = inference.encode_prompt(vocab, prompt)
   if unknown:
@@ -337,13 +359,6 @@ def generate(run, prompt='', length=200, temperature=1.0, top_k=None,
   return [to_text(vocab, prompt, prompt_ids,
                   cut_at_eos(row, vocab.eos_id) if stop_at_eos else row)
           for row in ids]
-
-
-def _key(seed):
-  """The PRNG key of a seed; seeds outside [0, 2**32) would wrap around."""
-  if not 0 <= seed < 2**32:
-    raise UserError(f'--seed must be in [0, 2**32), got {seed}')
-  return jax.random.PRNGKey(seed)
 
 
 def _log(message):

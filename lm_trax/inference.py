@@ -109,8 +109,11 @@ def encode_prompt(vocab, prompt, unknown='map'):
     (ids (P,) int32, unknown tokens in order).
 
   Raises:
-    UserError: naming the tokens that cannot be read.
+    UserError: if the prompt is not a string, or naming the tokens that
+      cannot be read.
   """
+  if not isinstance(prompt, str):
+    raise UserError(f'prompt must be a string, got {type(prompt).__name__}')
   tokens = vocab.split(prompt)
   if vocab.level == 'word' and not prompt.endswith('\n') and tokens:
     tokens = tokens[:-1]  # vocab.split ends every line with <eos>.
@@ -118,7 +121,7 @@ def encode_prompt(vocab, prompt, unknown='map'):
   if vocab.level == 'char' and unknown_tokens and unknown != 'skip' and (
       vocab.unk_id is None or unknown == 'error'):
     shown = ', '.join(repr(c) for c in sorted(set(unknown_tokens)))
-    raise UserError(f'the text has {len(set(unknown_tokens))} character(s) '
+    raise UserError(f'the prompt has {len(set(unknown_tokens))} character(s) '
                     f'the model does not know: {shown}; remove them (the '
                     f'vocabulary has {vocab.size - 1} characters)')
   return vocab.encode_tokens(tokens, unknown=unknown), unknown_tokens

@@ -26,7 +26,8 @@ import numpy as np
 from lm_trax import cli
 from lm_trax import inference
 from lm_trax import process
-from lm_trax.errors import UserError, exit_with
+from lm_trax import vocab as vocab_lib
+from lm_trax.errors import UserError, exit_with, is_whole_number, require
 
 
 @dataclasses.dataclass
@@ -63,17 +64,35 @@ def score_lines(run, lines, skip_unknown=False, batch_size=32):
 
   Returns:
     A list of LineScore, one per line.
+
+  Raises:
+    UserError: if lines is not a list of strings; vocab.UnknownTokens for
+      characters a vocabulary without <unk> lacks (unless skip_unknown).
   """
   if isinstance(lines, str):
-    raise UserError('score_lines takes a list of lines, got one string; '
-                    'pass [text] (or text.splitlines())')
+    raise UserError('lines must be a list of lines, got one string; pass '
+                    '[text] (or text.splitlines())')
+  try:
+    lines = list(lines)
+  except TypeError:
+    raise UserError(f'lines must be a list of strings, got '
+                    f'{type(lines).__name__}') from None
+  for i, line in enumerate(lines):
+    if not isinstance(line, str):
+      raise UserError(f'lines must be a list of strings, got '
+                      f'{type(line).__name__} {line!r} at index {i}')
+  require(isinstance(skip_unknown, (bool, np.bool_)), 'skip_unknown',
+          'True or False', skip_unknown)
   vocab = run.vocab
   policy = _unknown_policy(vocab, skip_unknown)
   encoded, unknowns = [], []
-  for line in lines:
+  for i, line in enumerate(lines):
     text = line + '\n'
     unknowns.append(vocab.count_unknown(text))
-    encoded.append(vocab.encode(text, unknown=policy))
+    try:
+      encoded.append(vocab.encode(text, unknown=policy))
+    except vocab_lib.UnknownTokens as e:
+      raise e.restated(f'line {i + 1}') from None
   if not lines:
     return []
   sums, counts = run.predictor().lines_log_probs(encoded, batch_size)
@@ -81,14 +100,15 @@ def score_lines(run, lines, skip_unknown=False, batch_size=32):
           for line, s, c, u in zip(lines, sums, counts, unknowns)]
 
 
-def next_tokens(run, prompt, top_k=5, skip_unknown=False):
+def next_tokens(run, prompt, top_k=5, skip_unknown=False, name=cli.flag):
   """The top_k most likely tokens after `prompt`: [(token, probability)].
 
   The prompt is read as `lm_trax.inference.encode_prompt` reads it (an
-  unfinished last line gets no <eos>) and primed like every text.
+  unfinished last line gets no <eos>) and primed like every text. Messages
+  name top_k as name('top_k') spells it (the command's flag by default).
   """
-  if top_k < 1:
-    raise UserError(f'--top_k must be >= 1, got {top_k}')
+  require(is_whole_number(top_k), name('top_k'), 'a whole number', top_k)
+  require(top_k >= 1, name('top_k'), '>= 1', top_k)
   vocab = run.vocab
   ids, _ = inference.encode_prompt(vocab, prompt,
                                    _unknown_policy(vocab, skip_unknown))
@@ -138,7 +158,10 @@ def main(argv=None):
           print(f'{prob:.4f}  {token}' if run.vocab.level == 'word'
                 else f'{prob:.4f}  {token!r}')
       return
-    scores = score_lines(run, _read_lines(args.file), args.skip_unknown)
+    try:
+      scores = score_lines(run, _read_lines(args.file), args.skip_unknown)
+    except vocab_lib.UnknownTokens as e:
+      raise e.restated(skip='--skip_unknown') from None
     n_unknown = sum(s.unknown for s in scores)
     if n_unknown and not args.skip_unknown:
       print(f'{n_unknown} words not in the vocabulary were scored as <unk>',

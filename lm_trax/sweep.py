@@ -62,7 +62,7 @@ trax's sampled-window 'eval' records; results.md says which.
 process, so TensorFlow/trax is imported once, and JAX spreads each training
 over all the cores. --workers N trains N points at a time, each in its own
 Python process (each importing TensorFlow and trax) pinned to its own 1/N of
-the cores, so their thread pools do not compete (README: Sweeps, for what
+the cores, so their thread pools do not compete (docs/sweeps.md, for what
 that gives on 2 cores).
 
 This module is the command line. lm_trax.sweep_grid reads grids and points

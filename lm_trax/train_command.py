@@ -40,7 +40,7 @@ Several hosts: run the same command on each, adding
   --coordinator_address=HOST0:PORT --num_processes=N --process_id=I
 
 (on a TPU pod slice, under SLURM or mpirun these are found automatically).
-See README.md, "Scaling out".
+See docs/scaling.md.
 """
 
 FLAGS = flags.FLAGS

@@ -15,7 +15,7 @@ masked out of the loss), then the reserved tokens, then the corpus tokens.
                counted and reported like unknown words. A line ends with its
                '\n', which doubles as eos. Tiny Shakespeare gives V = 65 + 1.
                Characters outside the vocabulary and without an <unk> are an
-               error (or skipped, --skip_unknown).
+               error (or skipped, as lm_trax.score can).
   subword:     0 <pad>, 1 <eos>, then the subwords of trax's
                SubwordTextEncoder learned from the train split, about
                `target_size` ids in all (`SubwordVocab`). Each line is
@@ -114,6 +114,7 @@ class Vocab:
         <unk>), 'skip' (drop them) or 'error' (raise UserError naming them).
         Character vocabularies have no <unk>, so 'map' means 'error' there.
     """
+    _require_text(text)
     return self.encode_tokens(self.split(text), unknown=unknown)
 
   def _known(self, token):
@@ -140,11 +141,7 @@ class Vocab:
     if unknown == 'map' and self.unk_id is not None:
       unk = self.unk_id
       return np.array([ids.get(t, unk) for t in tokens], np.int32)
-    shown = ', '.join(repr(t) for t in missing[:10])
-    more = f' (and {len(missing) - 10} more)' if len(missing) > 10 else ''
-    raise UserError(f'{len(missing)} {self.level}s not in the vocabulary: '
-                    f'{shown}{more}; remove them or skip them '
-                    f'(--skip_unknown)')
+    raise UnknownTokens(self.level, missing)
 
   def count_unknown(self, text):
     """Number of tokens of `text` outside the vocabulary."""
@@ -180,13 +177,36 @@ class Vocab:
 
   def decode(self, ids):
     """Ids -> text: characters joined, or words joined by spaces with each
-    <eos> a line break. Padding is dropped."""
-    tokens = [self.tokens[int(i)] for i in np.asarray(ids).reshape(-1)
-              if int(i) != PAD_ID]
+    <eos> a line break. Padding is dropped; a value that is not one of the
+    vocabulary's ids is a UserError (`checked_ids`)."""
+    tokens = [self.tokens[i] for i in self.checked_ids(ids) if i != PAD_ID]
     if self.level == 'char':
       return ''.join(tokens)
     lines = ' '.join(tokens).split(EOS)
     return '\n'.join(line.strip() for line in lines)
+
+  def checked_ids(self, ids):
+    """ids (any shape, or one id) as a flat int array, each checked to be
+    one of the vocabulary's ids.
+
+    Raises:
+      UserError: naming the first value that is not an id.
+    """
+    rule = f'whole numbers in [0, {self.size}) (this vocabulary\'s ids)'
+    try:
+      array = np.asarray(ids).reshape(-1)
+    except ValueError:  # Rows of different lengths.
+      raise UserError(f'ids must be {rule}, got {ids!r}') from None
+    if array.size == 0:
+      return array.astype(np.int64)
+    if array.dtype.kind in 'iu':
+      bad = np.flatnonzero((array < 0) | (array >= self.size))
+    else:
+      bad = [0]  # Not integers (floats, strings, None): the first is shown.
+    if len(bad):
+      first = array[bad[0]:bad[0] + 1].tolist()[0]  # A Python value.
+      raise UserError(f'ids must be {rule}, got {first!r}')
+    return array
 
   # Files ----------------------------------------------------------------------
 
@@ -280,6 +300,7 @@ class SubwordVocab(Vocab):
   def encode(self, text, unknown='map'):  # pylint: disable=unused-argument
     """Returns the ids of `text` as an int32 array (T,): each line's
     subwords, and <eos> for each '\n'. No text has unknown tokens."""
+    _require_text(text)
     encode = self.encoder.encode
     ids = []
     for k, line in enumerate(text.split('\n')):
@@ -293,7 +314,7 @@ class SubwordVocab(Vocab):
 
   def decode(self, ids):
     """Ids -> text; decode(encode(text)) == text. Padding is dropped."""
-    ids = [int(i) for i in np.asarray(ids).reshape(-1) if int(i) != PAD_ID]
+    ids = [int(i) for i in self.checked_ids(ids) if i != PAD_ID]
     lines, line = [], []
     for i in ids:
       if i == self.eos_id:
@@ -303,6 +324,31 @@ class SubwordVocab(Vocab):
         line.append(i)
     lines.append(line)
     return '\n'.join(self.encoder.decode(line) for line in lines)
+
+
+class UnknownTokens(UserError):
+  """Tokens outside a vocabulary that has no <unk> for them (or that were
+  to be refused). The message says to remove them; a caller that offers a
+  way to skip them restates it naming that way (`restated`)."""
+
+  def __init__(self, level, missing, subject='the text', skip=None):
+    shown = ', '.join(repr(t) for t in missing[:10])
+    more = f' (and {len(missing) - 10} more)' if len(missing) > 10 else ''
+    fix = f'remove them or skip them ({skip})' if skip else 'remove them'
+    super().__init__(f'{subject} has {len(missing)} {level}s not in the '
+                     f'vocabulary: {shown}{more}; {fix}')
+    self.level, self.missing, self.subject = level, missing, subject
+
+  def restated(self, subject=None, skip=None):
+    """The same error about `subject` (e.g. 'lines'; None: the same one),
+    naming `skip`, the caller's way to skip the tokens, if it has one."""
+    return UnknownTokens(self.level, self.missing, subject or self.subject,
+                         skip)
+
+
+def _require_text(text):
+  if not isinstance(text, str):
+    raise UserError(f'text must be a string, got {type(text).__name__}')
 
 
 def _text_encoder():

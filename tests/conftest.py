@@ -24,6 +24,10 @@ jax.config.update('jax_disable_most_optimizations', True)
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
+# CI's rule that no test may skip (tests/skip_nothing.py); tests that must
+# run while no other xdist worker does (tests/workers.py).
+pytest_plugins = ['skip_nothing', 'workers']
+
 # A tiny word-level "language": sentences from a small grammar, so a model's
 # loss drops clearly within a few dozen steps.
 _SUBJECTS = ['the cat', 'a dog', 'the bird', 'my friend', 'the teacher']
@@ -132,3 +136,4 @@ def clean_gin():
   gin.clear_config()
   yield
   gin.clear_config()
+

@@ -124,7 +124,7 @@ MUTATIONS = (
 def _mutated_copy(mutation, root):
   """Copies what the tests need into root and applies the mutation there."""
   ignore = shutil.ignore_patterns('__pycache__', '*.egg-info')
-  for folder in ('lm_trax', 'tests', 'gin'):
+  for folder in ('lm_trax', 'tests', 'gin', 'docs'):
     shutil.copytree(REPO / folder, root / folder, ignore=ignore)
   for name in ('pytest.ini', 'train.py', 'setup.py', 'README.md'):
     shutil.copy(REPO / name, root / name)

@@ -17,6 +17,8 @@ import pytest
 from conftest import REPO, tiny_sentences  # pylint: disable=g-bad-import-order
 
 BENCH = REPO / 'bench'
+NO_TORCH = ('PyTorch (the peer) is not installed: '
+            "pip install -e '.[test,bench]'")
 
 
 @pytest.fixture
@@ -37,7 +39,7 @@ def test_the_speed_table_adds_up(real_data_dir, bench_script, capsys,
   """train_speed.py at tiny windows: train.py and the PyTorch peer each run
   in their own process, the cells are positive finite tokens/s, and the
   ratio is lm_trax's median over PyTorch's."""
-  pytest.importorskip('torch')
+  pytest.importorskip('torch', reason=NO_TORCH)
   report = tmp_path / 'speed.json'
   bench_script('train_speed.py')['main'](
       ['--config', 'ptb_lstm', '--repeats', '1', '--window', '0.3',
@@ -200,6 +202,7 @@ def test_the_op_profile_times_each_xla_operation_of_a_program(bench_script):
     assert ms > 0 and calls == 1, (name, times[name])
 
 
+@pytest.mark.alone  # Another xdist worker's test would be seen as busy.
 def test_busy_cores_sees_a_process_that_runs_now(monkeypatch):
   """train_speed.py's idleness check: a core kept busy during the
   measurement shows up as about one busy core."""
@@ -353,7 +356,7 @@ def test_the_pytorch_peer_runs_under_bfloat16_autocast(bench_script, capsys,
   """word_language_model.py --autocast trains (and evaluates) a few steps
   of a tiny corpus with the decoder in bfloat16: a loss close to float32's,
   not equal to it."""
-  pytest.importorskip('torch')
+  pytest.importorskip('torch', reason=NO_TORCH)
   (tmp_path / 'train.txt').write_text(
       ''.join(f' {line} \n' for line in tiny_sentences(60)))
   main = bench_script('word_language_model.py')['main']

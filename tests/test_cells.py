@@ -210,18 +210,24 @@ def test_tiny_gin_shrinks_every_shipped_config(gin_file):
   assert layers.count_parameters(model) < 12_000
 
 
-@pytest.mark.parametrize('name', CELLS)
-@pytest.mark.parametrize('model_name', [
-    m.__name__ for m in configurables.MODELS if m is not models.NPLM])
+# Every cell under RecurrentLM, and each model name that fixes a cell
+# (LSTMLM: 'lstm', ...) with its own cell.
+_FIXED_CELL_MODELS = [m.__name__ for m in configurables.MODELS
+                      if m not in (models.RecurrentLM, models.NPLM)]
+_CELL_UNDER_MODEL = ([(name, 'RecurrentLM') for name in CELLS] +
+                     [(m.removesuffix('LM').lower(), m)
+                      for m in _FIXED_CELL_MODELS])
+
+
+@pytest.mark.parametrize('name,model_name', _CELL_UNDER_MODEL)
 def test_tiny_gin_shrinks_every_cell_under_every_model_name(name, model_name):
   """A recipe written for one cell applies to any cell, and so does tiny.gin,
   under RecurrentLM and the names that fix a cell."""
   if model_name == 'RecurrentLM':
     bindings = [f"RecurrentLM.cell = '{name}'"]
-  elif name in ('lstm', 'gru', 'rnn') and model_name == f'{name.upper()}LM':
-    bindings = [f'train.model = @{model_name}']
   else:
-    pytest.skip(f'{model_name} fixes another cell')
+    assert name in CELLS, f'{model_name} names no registered cell'
+    bindings = [f'train.model = @{model_name}']
   model = _tiny_model('ptb_lstm_tied.gin', bindings)
   assert _widths(model) == {16}
   assert layers.count_parameters(model) < 12_000

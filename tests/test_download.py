@@ -14,6 +14,7 @@ import zipfile
 
 import pytest
 
+import lm_trax
 from lm_trax import corpora
 from lm_trax import download
 from lm_trax.errors import UserError
@@ -100,6 +101,9 @@ FAKE_ARCHIVE_DIGESTS = {name: ('sha256', _sha(archive))
 CORRUPT_ENWIK8_ZIP = _zip({'enwik8': ENWIK8[:-1] + b'!'})
 INCOMPLETE_WIKITEXT2_ZIP = _wikitext_zip(
     'wikitext-2', **{'wiki.valid.tokens': None, 'wiki.test.tokens': None})
+# A valid archive, but not the one whose digest is expected.
+MISMATCHED_WIKITEXT2_ZIP = _wikitext_zip(
+    'wikitext-2', **{'wiki.valid.tokens': b' \n = Other = \n'})
 # Stored uncompressed, with the last file's bytes changed after its CRC-32
 # was written: its extraction fails once the other two are staged.
 DAMAGED_WIKITEXT2_ZIP = _zip(
@@ -108,9 +112,26 @@ DAMAGED_WIKITEXT2_ZIP = _zip(
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+  """Serves the fake sources, and records each request (path, User-Agent) in
+  REQUESTS. Paths under /forbidden/ answer 403, as the S3 bucket does; those
+  under /agent_checked/ answer 403 to Python's default User-Agent, as
+  wikitext.smerity.com does."""
+
+  def do_GET(self):  # pylint: disable=invalid-name
+    agent = self.headers.get('User-Agent', '')
+    REQUESTS.append((self.path, agent))
+    if self.path.startswith('/forbidden/') or (
+        self.path.startswith('/agent_checked/') and
+        agent.startswith('Python-urllib')):
+      self.send_error(403)
+      return
+    super().do_GET()
 
   def log_message(self, *args):  # pylint: disable=arguments-differ
     pass
+
+
+REQUESTS = []
 
 
 @pytest.fixture(scope='module')
@@ -132,6 +153,8 @@ def server(tmp_path_factory):
       'incomplete/wikitext-2-v1.zip': INCOMPLETE_WIKITEXT2_ZIP,
       'damaged/wikitext-2-v1.zip': DAMAGED_WIKITEXT2_ZIP,
       'notzip/text8.zip': b'<html>not an archive</html>',
+      'mismatch/wikitext-2-v1.zip': MISMATCHED_WIKITEXT2_ZIP,
+      'agent_checked/wikitext-2-v1.zip': ZIPS['wikitext2'][1],
       **{filename: archive for filename, archive, _ in ZIPS.values()},
   }
   for name, data in files.items():
@@ -361,6 +384,97 @@ def test_unknown_corpus(tmp_path):
     download.fetch('wikitext', tmp_path)
   with pytest.raises(UserError, match='unknown corpus'):
     download.missing_files('wikitext', tmp_path)
+
+
+# fetch: several sources, tried in order ---------------------------------------
+
+
+@pytest.fixture
+def requests_seen():
+  """The requests the server answers during the test: [(path, User-Agent)]."""
+  REQUESTS.clear()
+  return REQUESTS
+
+
+def test_wikitext_comes_from_its_author_then_the_s3_bucket():
+  for name, filename in (('wikitext2', 'wikitext-2-v1.zip'),
+                         ('wikitext103', 'wikitext-103-v1.zip')):
+    assert download.URLS[name] == (
+        f'https://wikitext.smerity.com/{filename}',
+        f'https://s3.amazonaws.com/research.metamind.io/wikitext/{filename}')
+
+
+def _fetch_wikitext2(data_dir, paths, server, **kwargs):
+  return _fetch('wikitext2', data_dir, [
+      path if path.startswith('http') else f'{server}/{path}'
+      for path in paths], **kwargs)
+
+
+def _assert_has_wikitext2(data_dir):
+  for relative in download.CORPUS_FILES['wikitext2']:
+    path = data_dir / relative
+    assert path.read_bytes() == WIKITEXT[path.name]
+  assert _all_files(data_dir) == sorted(download.CORPUS_FILES['wikitext2'])
+
+
+def test_the_first_source_that_works_is_the_only_one_asked(
+    server, tmp_path, requests_seen):
+  _fetch_wikitext2(tmp_path, ['wikitext-2-v1.zip', 'forbidden/x.zip'], server)
+  _assert_has_wikitext2(tmp_path)
+  assert [path for path, _ in requests_seen] == ['/wikitext-2-v1.zip']
+
+
+def test_a_refused_source_passes_to_the_next(server, tmp_path,
+                                             requests_seen):
+  _fetch_wikitext2(tmp_path, ['forbidden/wikitext-2-v1.zip',
+                              'wikitext-2-v1.zip'], server)
+  _assert_has_wikitext2(tmp_path)
+  assert [path for path, _ in requests_seen] == [
+      '/forbidden/wikitext-2-v1.zip', '/wikitext-2-v1.zip']
+
+
+def test_an_unreachable_source_passes_to_the_next(server, tmp_path,
+                                                  closed_port_url):
+  _fetch_wikitext2(tmp_path, [closed_port_url, 'wikitext-2-v1.zip'], server)
+  _assert_has_wikitext2(tmp_path)
+
+
+def test_a_source_whose_archive_does_not_match_is_not_used(
+    server, tmp_path, requests_seen):
+  _fetch_wikitext2(tmp_path, ['mismatch/wikitext-2-v1.zip',
+                              'wikitext-2-v1.zip'], server)
+  _assert_has_wikitext2(tmp_path)  # The second source's files, not the first's.
+  assert len(requests_seen) == 2
+  with pytest.raises(UserError, match='SHA-256 mismatch'):
+    _fetch_wikitext2(tmp_path / 'other', ['mismatch/wikitext-2-v1.zip'] * 2,
+                     server)
+  assert _all_files(tmp_path / 'other') == []
+
+
+def test_requests_say_they_come_from_lm_trax(server, tmp_path, requests_seen):
+  _fetch_wikitext2(tmp_path, ['agent_checked/wikitext-2-v1.zip'], server)
+  _assert_has_wikitext2(tmp_path)
+  ((_, agent),) = requests_seen
+  assert agent == f'lm_trax/{lm_trax.__version__}'
+
+
+def test_when_every_source_fails_the_error_names_each(server, tmp_path,
+                                                      closed_port_url):
+  paths = ['forbidden/wikitext-2-v1.zip', closed_port_url,
+           'mismatch/wikitext-2-v1.zip']
+  with pytest.raises(UserError) as error:
+    _fetch_wikitext2(tmp_path, paths, server)
+  message = str(error.value)
+  assert message.startswith('downloading wikitext2 from ')
+  urls = [f'{server}/{paths[0]}', closed_port_url, f'{server}/{paths[2]}']
+  positions = [message.index(url) for url in urls]
+  assert positions == sorted(positions)  # In the order they were tried.
+  assert 'HTTP 403' in message and 'SHA-256 mismatch' in message
+  for relative in download.CORPUS_FILES['wikitext2']:
+    assert str(tmp_path / relative) in message
+  assert 'LM_TRAX_DATA_DIR' in message
+  assert '\n' not in message
+  assert _all_files(tmp_path) == []
 
 
 # missing_files and ensure -----------------------------------------------------

@@ -177,6 +177,17 @@ def test_unknown_words_map_to_unk_and_unknown_chars_are_errors(word_run,
   assert skipped.tokens < len('Zounds\n')
 
 
+def test_the_score_command_names_its_flag_to_skip_unknown_characters(
+    char_run, tmp_path, capsys):
+  text = tmp_path / 'lines.txt'
+  text.write_text('Zounds\n')
+  with pytest.raises(SystemExit) as exit_info:
+    score.main(['--output_dir', str(char_run), str(text)])
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "'Z'" in err[0] and '(--skip_unknown)' in err[0]
+
+
 def test_command_lines_print_the_documented_lines(word_run, tmp_path, capsys):
   evaluate.main(['--output_dir', str(word_run), '--split', 'valid'])
   printed = capsys.readouterr()

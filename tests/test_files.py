@@ -103,3 +103,28 @@ def test_the_checkpoint_pointer_is_written_atomically(tmp_path, monkeypatch):
   assert pointer.read_text() == 'step-00000030\n'
   assert [p.name for p in checkpoints.root(tmp_path).iterdir()
           if p.name.startswith('.')] == []
+
+
+@pytest.fixture
+def umask():
+  """Sets the process's umask for one test: umask(mask); restored after."""
+  before = os.umask(0o022)
+  yield os.umask
+  os.umask(before)
+
+
+@pytest.mark.parametrize('mask, directory_mode, file_mode', [
+    (0o022, 0o755, 0o644), (0o027, 0o750, 0o640)])
+def test_a_checkpoint_gets_the_permissions_the_umask_gives(
+    tmp_path, umask, mask, directory_mode, file_mode):
+  """Collaborators on a shared file system can read a run as they can read
+  any directory the user makes."""
+  umask(mask)
+
+  def write_files(directory):
+    (directory / 'model.pkl.gz').write_bytes(b'weights')
+  final = checkpoints.write(tmp_path, checkpoints.LATEST, 10, write_files)
+  assert stat.S_IMODE(final.stat().st_mode) == directory_mode
+  for path in [*final.iterdir(),
+               checkpoints.root(tmp_path) / checkpoints.LATEST]:
+    assert stat.S_IMODE(path.stat().st_mode) == file_mode, path

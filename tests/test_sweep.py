@@ -469,9 +469,6 @@ def test_a_worker_pins_itself_to_its_cores_before_training(monkeypatch):
   assert calls == [('pin', 0, [0, 1]), ('train', 'p')]
 
 
-@pytest.mark.skipif(not os.environ.get('LM_TRAX_SLOW_TESTS'),
-                    reason='starts two Python processes that import trax '
-                    '(1-2 min on 2 cores); set LM_TRAX_SLOW_TESTS=1')
 def test_real_workers_train_each_point_in_its_own_process(use_tiny_data,
                                                           tmp_path):
   output_dir = tmp_path / 'sweep'
