@@ -184,21 +184,25 @@ def test_g_large_temporaries_are_not_faulted_in_again_on_every_run(
     monkeypatch):
   """Without the fix (a process of JAX alone), each run of a program with a
   36 MB temporary page-faults its 8,800 pages in again (glibc mmaps it each
-  time); with it (this process, set up as a command sets up its own:
-  lm_trax.process.set_up, which conftest calls too), the memory is
-  reused."""
+  time); with it (a process set up as a command sets up its own, by
+  lm_trax.process.set_up before any other thread starts), the memory is
+  reused. Both are fresh processes: a test process (an xdist worker above
+  all) has started threads, with their own malloc arenas, before its
+  conftest could set it up."""
   if platform.libc_ver()[0] != 'glibc':
     pytest.skip('glibc only')
   monkeypatch.delenv('LM_TRAX_MALLOC', raising=False)
-  done = subprocess.run(
-      [sys.executable, '-c', _FAULTS_PER_RUN + 'print(faults_per_run())'],
-      capture_output=True, text=True, check=True, timeout=600)
-  without_fix = json.loads(done.stdout.strip().splitlines()[-1])
+  def faults_per_run(set_up):
+    program = _FAULTS_PER_RUN + 'print(faults_per_run())'
+    if set_up:
+      program = 'from lm_trax import process\nprocess.set_up()\n' + program
+    done = subprocess.run([sys.executable, '-c', program],
+                          capture_output=True, text=True, check=True,
+                          timeout=600)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+  without_fix = faults_per_run(set_up=False)
   assert without_fix[1] > 0.9 * _PAGES, without_fix
-  process.set_up()
-  namespace = {}
-  exec(_FAULTS_PER_RUN, namespace)  # pylint: disable=exec-used
-  with_fix = namespace['faults_per_run']()
+  with_fix = faults_per_run(set_up=True)
   assert with_fix[1] < 0.05 * _PAGES, with_fix
 
 
