@@ -34,6 +34,7 @@ INSTALL_REQUIRES = [
     'tqdm>=4.66',
     'PyYAML>=6',  # Sweep grids (gin/sweeps/*.yaml).
     'filelock>=3',  # JAX's persistent compilation cache (compilation_cache).
+    'safetensors>=0.4',  # Exported weights (lm_trax.export), read without torch.
 ]
 
 EXTRAS_REQUIRE = {
@@ -45,6 +46,10 @@ EXTRAS_REQUIRE = {
     # To view the event files in train/, eval/ and valid/: tensorflow 2.21 no
     # longer installs TensorBoard. (Writing them needs only tensorflow.)
     'tensorboard': ['tensorboard>=2.21,<2.22'],
+    # To open and run notebooks/tour.ipynb: `jupyter lab` and the kernel it
+    # runs the tour on (this Python, with lm_trax). Neither is needed by the
+    # library; the stored tour ran on jupyterlab 4.6.6 and ipykernel 7.4.0.
+    'notebook': ['jupyterlab>=4.6', 'ipykernel>=6.29'],
     # bench/train_speed.py and bench/eval_speed.py compare with PyTorch on CPU,
     # measured with torch 2.13.0's CPU wheel (2.13.0+cpu, which ==2.13.0
     # accepts). A plain `pip install torch` from PyPI resolves a newer CUDA
@@ -57,11 +62,27 @@ EXTRAS_REQUIRE = {
     'tpu': ['jax[tpu]>=0.10.2,<0.11'],
 }
 
+
+def long_description():
+  """README.md for the package index, its relative links (docs/*.md, the
+  notebook, LICENSE: files of the source tree, which an index page cannot
+  reach) written as the paths they name, and its links to its own headings
+  as their text (an index page's headings have no anchors). The project has
+  no public URL to make them absolute with."""
+  def as_text(link):
+    text, target = link[1], link[2].split('#')[0]
+    if not target or text in (target, f'`{target}`'):
+      return text if not target else f'`{target}`'
+    return f'{text} (`{target}`)'
+  readme = (HERE / 'README.md').read_text(encoding='utf-8')
+  return re.sub(r'\[([^\]]+)\]\((?!https?://)([^)\s]+)\)', as_text, readme)
+
+
 setuptools.setup(
     name='lm_trax',
     version=VERSION,
     description='Neural language models in Trax: NPLM, RNN, GRU and LSTM LMs.',
-    long_description=(HERE / 'README.md').read_text(encoding='utf-8'),
+    long_description=long_description(),
     long_description_content_type='text/markdown',
     license='Apache-2.0',
     classifiers=[
@@ -87,6 +108,7 @@ setuptools.setup(
             'lm-trax-sweep = lm_trax.sweep:main',
             'lm-trax-plot = lm_trax.plot:main',
             'lm-trax-download = lm_trax.download:main',
+            'lm-trax-export = lm_trax.export:main',
         ],
     },
 )

@@ -17,6 +17,7 @@ import numpy as np
 
 from lm_trax import cells
 from lm_trax import config
+from lm_trax import precision as precision_lib
 
 import machine
 
@@ -141,20 +142,15 @@ def synthetic_batches(spec, n, seed=0):
 def summed_products(precision):
   """A jitted fn(a (c, m, k), b (k, n)) -> (m, n) float32, the sum over i of
   a[i] @ b: c matmuls of different left operands by one right operand, one
-  after the other in a loop (none hoisted or batched), each in `precision`:
-  float32, or bfloat16 operands (given already rounded) multiplied by
-  jnp.dot with preferred_element_type=float32, as lm_trax.precision.matmul
-  multiplies."""
-  def product(a, b):
-    if precision == 'float32':
-      return jnp.dot(a, b)
-    return jnp.dot(a, b, preferred_element_type=jnp.float32)
-
+  after the other in a loop (none hoisted or batched), each by
+  lm_trax.precision.matmul in `precision` (for 'bfloat16', operands given
+  already rounded, so that only the matmuls are timed)."""
   @jax.jit
   def fn(a, b):
     total = jnp.zeros((a.shape[1], b.shape[1]), jnp.float32)
-    return jax.lax.scan(lambda t, a_i: (t + product(a_i, b), None), total,
-                        a)[0]
+    return jax.lax.scan(
+        lambda t, a_i: (t + precision_lib.matmul(a_i, b, precision), None),
+        total, a)[0]
   return fn
 
 

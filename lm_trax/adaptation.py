@@ -54,6 +54,8 @@ import jax
 from jax import numpy as jnp
 import numpy as np
 
+from lm_trax import inference
+from lm_trax import losses
 from lm_trax.errors import is_real_number
 from lm_trax.errors import is_whole_number
 from lm_trax.errors import UserError
@@ -256,7 +258,6 @@ def _updated(rule, weights, grads, constants):
 
 def _model_loss(forward, with_hidden, weights, state, inputs, targets, mask):
   """(mean loss over the unmasked tokens, (log p (B, T), hidden, state))."""
-  from lm_trax import losses  # pylint: disable=g-import-not-at-top  (trax)
   if with_hidden:
     hidden, logits, state = forward(weights, state, inputs)
   else:
@@ -302,12 +303,11 @@ _COMPILED = weakref.WeakKeyDictionary()
 def _compiled_run(predictor, with_cache, rule):
   """jit(fn(constants, carry, inputs, targets, mask (K, T)) ->
   (carry, log p (K, T))): K segments in one lax.scan."""
-  from lm_trax import inference  # pylint: disable=g-import-not-at-top
   runs = _COMPILED.setdefault(predictor, {})
   key = ('run', with_cache, rule)
   if key not in runs:
-    forward = (inference.pure_hidden_forward(predictor.model) if with_cache
-               else inference.pure_forward(predictor.model))
+    forward = (predictor.pure_hidden_forward() if with_cache
+               else predictor.pure_forward)
 
     def run(constants, carry, inputs, targets, mask):
       step = lambda c, s: _segment_step(forward, with_cache, rule, constants,
@@ -318,9 +318,8 @@ def _compiled_run(predictor, with_cache, rule):
 
 
 def _hidden_size(predictor):
-  from lm_trax import inference  # pylint: disable=g-import-not-at-top
   hidden, _, _ = jax.eval_shape(
-      inference.pure_hidden_forward(predictor.model), predictor.weights,
+      predictor.pure_hidden_forward(), predictor.weights,
       predictor.fresh_state(1), jax.ShapeDtypeStruct((1, 1), jnp.int32))
   return hidden.shape[-1]
 
@@ -358,7 +357,6 @@ def adapted_log_probs(predictor, ids, cache=None, dynamic=None,
   inputs = np.zeros(np.prod(shape), np.int32)
   targets = np.zeros(np.prod(shape), np.int32)
   mask = np.zeros(np.prod(shape), bool)
-  from lm_trax import inference  # pylint: disable=g-import-not-at-top
   inputs[:n], targets[:n] = inference.primed(predictor.vocab.eos_id, ids)[:-1], ids
   mask[:n] = True
   inputs, targets, mask = (a.reshape(shape) for a in (inputs, targets, mask))
@@ -401,10 +399,9 @@ def _start(predictor, cache, dynamic, statistics):
 def _compiled_statistics(predictor):
   """jit(fn(state, sums, inputs, targets (K, B, T)) -> (state, sums)): sums
   of squared gradients of the mean loss over K batches."""
-  from lm_trax import inference  # pylint: disable=g-import-not-at-top
   runs = _COMPILED.setdefault(predictor, {})
   if 'statistics' not in runs:
-    forward = inference.pure_forward(predictor.model)
+    forward = predictor.pure_forward
 
     def run(weights, state, sums, inputs, targets):
       def step(carry, batch):
@@ -445,7 +442,6 @@ def gradient_statistics(predictor, train_ids, segment, max_tokens=None,
   Raises:
     UserError: if there is less than one batch of text.
   """
-  from lm_trax import inference  # pylint: disable=g-import-not-at-top
   ids = np.asarray(train_ids, np.int32)[:max_tokens]
   rows = min(STATISTICS_ROWS, len(ids) // segment)
   if rows < 1:

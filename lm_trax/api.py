@@ -12,6 +12,8 @@
   lm.generate('the stock market', length=40, temperature=0.8, seed=1,
               num_samples=2)               # [text]
   lm.encode(text), lm.decode(ids), lm.vocab
+  lm.export('models/ptb_lstm')             # named weights, config, card
+  lm_trax.load('models/ptb_lstm')          # an export: no trax, no TensorFlow
 
 Each method runs the same function as the command of the same job
 (lm_trax.evaluate, lm_trax.score, lm_trax.generate), so the API and the
@@ -23,14 +25,17 @@ Loading changes nothing else in the process either: the commands' set-up
 (glibc's reuse of freed memory, JAX's compilation cache) is the program's to
 choose, with lm_trax.process.set_up() before anything else.
 
-This module is light: trax and TensorFlow are imported when a run is loaded.
+This module is light: trax and TensorFlow are imported when a run directory
+is loaded, never for an exported model (lm_trax.export, lm_trax.exported).
 """
 
 import os
 
 from lm_trax import adaptation
 from lm_trax import checkpoints
+from lm_trax import exported
 from lm_trax import generate as generate_lib
+from lm_trax import opener
 from lm_trax import score as score_lib
 from lm_trax import vocab as vocab_lib
 from lm_trax.errors import is_whole_number
@@ -39,11 +44,12 @@ from lm_trax.errors import UserError
 
 
 def load(output_dir, checkpoint=checkpoints.LATEST, precision=None):
-  """Opens a run directory of train.py.
+  """Opens a run directory of train.py, or a model lm-trax-export wrote.
 
   Args:
-    output_dir: the run directory.
-    checkpoint: 'latest', 'best' (best exact validation loss) or a step.
+    output_dir: the run directory, or the export directory.
+    checkpoint: 'latest', 'best' (best exact validation loss) or a step; an
+      export holds one (leave the default).
     precision: the matmuls' number format, 'float32' or 'bfloat16'
       (lm_trax.precision); None: the one the run trained in.
 
@@ -56,10 +62,7 @@ def load(output_dir, checkpoint=checkpoints.LATEST, precision=None):
       wrong type.
   """
   _require_path(output_dir, 'output_dir')
-  # Imported here, not above, so that `import lm_trax` and lm_trax.load stay
-  # light until a run is loaded (tests/test_imports.py).
-  from lm_trax import trained  # pylint: disable=g-import-not-at-top
-  return LanguageModel(trained.Run(output_dir, checkpoint, precision))
+  return LanguageModel(opener.open_model(output_dir, checkpoint, precision))
 
 
 class LanguageModel:
@@ -67,7 +70,8 @@ class LanguageModel:
 
   Attributes:
     vocab: its lm_trax.vocab.Vocab.
-    run: the lm_trax.trained.Run it was loaded from.
+    run: the lm_trax.trained.Run or lm_trax.exported.Export it was loaded
+      from.
   """
 
   def __init__(self, run):
@@ -78,6 +82,27 @@ class LanguageModel:
     return (f'LanguageModel({str(self.run.output_dir)!r}, checkpoint='
             f'{self.run.checkpoint.parent.name!r}, {self.vocab.level} level, '
             f'{self.vocab.size} ids)')
+
+  def export(self, out, evaluate=('valid',), data_dir=None):
+    """Writes this model to the new directory `out` to share it: named
+    weights, config.json, the vocabulary and a model card, which
+    lm_trax.load(out) opens without trax (lm_trax.export). evaluate: the
+    splits scored for the card (add 'test' once the model is final).
+    Returns out as a pathlib.Path."""
+    if isinstance(self.run, exported.Export):
+      raise UserError(f'{self.run.output_dir} is an export already: copy the '
+                      'directory to share it')
+    _require_path(out, 'out')
+    require(isinstance(evaluate, (list, tuple)), 'evaluate',
+            "a list of splits, e.g. ['valid', 'test']", evaluate)
+    from lm_trax import export as export_lib  # pylint: disable=g-import-not-at-top
+    return export_lib.export(self.run.output_dir, out, self._checkpoint(),
+                             tuple(evaluate), data_dir, progress=False)
+
+  def _checkpoint(self):
+    """The checkpoint this model was loaded from, as export names it."""
+    name = self.run.checkpoint.parent.name
+    return int(name.rsplit('-', 1)[1]) if '-' in name else name
 
   def perplexity(self, split=None, text=None, batch_size=None, data_dir=None,
                  cache=None, dynamic=None):

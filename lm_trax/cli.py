@@ -41,7 +41,8 @@ def parser(module, description):
   return _Parser(prog=command_name(module), description=description)
 
 
-# lm_trax.precision.PRECISIONS, named here so that --help loads no JAX.
+# lm_trax.precision.PRECISIONS, named here so that --help loads no JAX
+# (tests/test_precision.py checks that the two are equal).
 PRECISIONS = ('float32', 'bfloat16')
 
 
@@ -49,7 +50,8 @@ def add_run_arguments(parser_, checkpoint=True):
   """--output_dir (the run directory), --checkpoint, --precision and
   --verbose."""
   parser_.add_argument('--output_dir', required=True,
-                       help='the run directory')
+                       help='the run directory, or a model exported by '
+                       'lm-trax-export')
   if checkpoint:
     parser_.add_argument('--checkpoint', default='latest',
                          help="'latest', 'best' (the best exact validation "

@@ -40,11 +40,17 @@ import itertools
 
 import gin
 import numpy as np
-from lm_trax import compat  # pylint: disable=unused-import,g-bad-import-order  (before trax)
-import trax
 
 from lm_trax.errors import UserError
 from lm_trax.vocab import PAD_ID
+
+
+def _trax():
+  """trax, imported when a stream is built: the batching settings and
+  split_lines serve exported models, which run without trax."""
+  from lm_trax import compat  # pylint: disable=g-import-not-at-top,unused-import  (before trax)
+  import trax  # pylint: disable=g-import-not-at-top
+  return trax
 
 
 # Contiguous stream stages -----------------------------------------------------
@@ -156,6 +162,7 @@ def contiguous_batches(ids, batch_size, seq_len, n_passes=None,
                        windows=None):
   """Stream of contiguous (inputs, targets, weights) batches over `ids`;
   windows of seq_len, or of a WindowSchedule's lengths."""
+  trax = _trax()
   return trax.data.Serial(
       RepeatPasses(ids, n_passes),
       LayoutRows(batch_size),
@@ -218,6 +225,7 @@ def line_batches(lines, vocab, boundaries, batch_sizes, max_length,
     raise UserError(f'line batches need one batch size per bucket: '
                     f'{len(boundaries)} boundaries -> {len(boundaries) + 1} '
                     f'batch_sizes, got {len(batch_sizes)}')
+  trax = _trax()
   return trax.data.Serial(
       ShuffledLines(lines, seed, n_passes),
       NextTokenPairs(vocab.eos_id),

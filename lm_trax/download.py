@@ -230,11 +230,10 @@ def fetch(name, data_dir, url=None, timeout=10.0, progress=True,
       _download(name, source, timeout, progress, checks, staged)
       files.commit(staged)
       return targets
-    except _NetworkError as error:
-      failures.append((source, str(error)))
-      failed = error
-    except UserError as error:  # It served something that fails the checks.
-      if len(sources) == 1:
+    except (_NetworkError, UserError) as error:
+      # UserError: it served something that fails the checks, a message
+      # complete in itself when it is the only source.
+      if isinstance(error, UserError) and len(sources) == 1:
         raise
       failures.append((source, str(error)))
       failed = error

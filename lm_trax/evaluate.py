@@ -68,10 +68,10 @@ def evaluate_points(output_dir, points, split='valid', batch_size=None,
   # Imported at the call, not above, so that the command answers --help
   # without loading JAX, trax or TensorFlow.
   from lm_trax import evaluation  # pylint: disable=g-import-not-at-top
-  from lm_trax import trained  # pylint: disable=g-import-not-at-top
+  from lm_trax import opener  # pylint: disable=g-import-not-at-top
   if batch_size is not None and batch_size < 1:
     raise UserError(f'--batch_size must be >= 1, got {batch_size}')
-  run = trained.Run(output_dir, checkpoint, precision)
+  run = opener.open_model(output_dir, checkpoint, precision)
   text = run.corpus(data_dir).text(split)
   results = []
   for cache, dynamic in points:

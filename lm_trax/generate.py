@@ -56,6 +56,7 @@ import numpy as np
 
 from lm_trax import cli
 from lm_trax import inference
+from lm_trax import opener
 from lm_trax import process
 from lm_trax import vocab as vocab_lib
 from lm_trax.errors import exit_with
@@ -411,10 +412,8 @@ def main(argv=None):
       seed = secrets.randbelow(2**31)
       _log(f'seed {seed} (random; --seed {seed} draws the same samples)')
     started = time.time()
-    # Imported here, not above, so that the command answers --help without
-    # loading trax or TensorFlow.
-    from lm_trax import trained  # pylint: disable=g-import-not-at-top
-    run = trained.Run(args.output_dir, args.checkpoint, args.precision)
+    run = opener.open_model(args.output_dir, args.checkpoint,
+                               args.precision)
     _log(f'run {run.output_dir}: {run.vocab.level} level, {run.vocab.size:,}'
          f' ids, {run.precision}; seed {seed}')
     samples = generate(run, args.prompt, args.length, args.temperature,

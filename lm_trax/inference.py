@@ -21,14 +21,16 @@ padding for characters without '\\n', as in text8), so the first token of a
 split, of a scored line, of a prompt is predicted from a fresh state that has
 seen one line end, as in training, where every line follows one.
 
-The module imports trax only when a Predictor is built, so the commands that
-import it answer --help without it.
+The module imports trax only when a Predictor is built from a trax model, so
+the commands that import it answer --help without it, and an exported model
+(lm_trax.exported) runs without it.
 """
 
 import jax
 from jax import numpy as jnp
 import numpy as np
 
+from lm_trax import losses
 from lm_trax.errors import UserError
 from lm_trax.vocab import PAD_ID
 
@@ -61,11 +63,9 @@ def pure_hidden_forward(model):
   Raises:
     UserError: if the model is not recurrent (the NPLM).
   """
-  from trax import layers as tl  # pylint: disable=g-import-not-at-top  (trax only with a model)
   if not hasattr(model, 'body'):
-    raise UserError('this needs the hidden states of a recurrent model '
-                    '(RecurrentLM: LSTMLM, GRULM, RNNLM or any cell); the '
-                    'run\'s model has no recurrent layer (an NPLM?)')
+    raise _not_recurrent()
+  from trax import layers as tl  # pylint: disable=g-import-not-at-top  (trax only with a model)
   n_body = len(model.body)
   # ids -> (logits, hidden): the body, a copy of its output, the head.
   with_hidden = tl.Serial(model.body, tl.Select([0, 0]), model.head)
@@ -78,6 +78,12 @@ def pure_hidden_forward(model):
     return hidden, logits, tuple(new_state[:n_body]) + tuple(
         new_state[n_body + 1:])
   return forward
+
+
+def _not_recurrent():
+  return UserError('this needs the hidden states of a recurrent model '
+                   '(RecurrentLM: LSTMLM, GRULM, RNNLM or any cell); the '
+                   'run\'s model has no recurrent layer (an NPLM?)')
 
 
 def primed(eos_id, ids):
@@ -130,11 +136,17 @@ def encode_prompt(vocab, prompt, unknown='map'):
 class Predictor:
   """A language model in eval mode with its weights (see the module docstring).
 
+  Built from an lm_trax model function (a trax model) or, for a model that
+  runs without trax (lm_trax.exported), from its pure functions
+  (`Predictor.from_functions`).
+
   Attributes:
     vocab: the lm_trax.vocab.Vocab the model reads.
     weights: the weights every method uses; may be replaced (the training
       loop hands in its current weights before each exact validation).
-    forward: the jitted pure forward (weights, state, ids) -> (logits, state).
+    pure_forward: (weights, state, ids) -> (logits, state), not jitted.
+    forward: the same, jitted.
+    model: the trax model, or None for a Predictor of pure functions.
   """
 
   def __init__(self, model_fn, vocab, weights=None):
@@ -142,27 +154,54 @@ class Predictor:
     lm_trax model function with its hyperparameters bound); weights default
     to a fresh initialization."""
     from lm_trax import layers  # pylint: disable=g-import-not-at-top  (trax)
+    model = model_fn(vocab_size=vocab.size, mode='eval', carry_state=True)
+    _, state = model.init(layers.signature(1, 1))
+    self._set_up(vocab, pure_forward(model), state,
+                 model.weights if weights is None else weights,
+                 lambda: pure_hidden_forward(model))
+    self.model = model
+
+  @classmethod
+  def from_functions(cls, vocab, forward, state, weights,
+                     hidden_forward=None):
+    """A Predictor of pure functions: forward(weights, state, ids (B, T)) ->
+    (logits (B, T, V), state); state the state tree for one row (leaves
+    (1, ...)); hidden_forward(weights, state, ids) -> (hidden (B, T, d),
+    logits, state), or None if the model is not recurrent."""
+    predictor = cls.__new__(cls)
+    def hidden():
+      if hidden_forward is None:
+        raise _not_recurrent()
+      return hidden_forward
+    predictor._set_up(vocab, forward, state, weights, hidden)  # pylint: disable=protected-access
+    predictor.model = None
+    return predictor
+
+  def _set_up(self, vocab, forward, state, weights, hidden_forward_fn):
     self.vocab = vocab
-    self.model = model_fn(vocab_size=vocab.size, mode='eval', carry_state=True)
-    _, state = self.model.init(layers.signature(1, 1))
     self._state_tree = state
     self._fresh_states = {}
-    self.weights = self.model.weights if weights is None else weights
-    self.pure_forward = pure_forward(self.model)
-    self.forward = jax.jit(self.pure_forward)
+    self.weights = weights
+    self.pure_forward = forward
+    self.forward = jax.jit(forward)
     self._log_probs = jax.jit(self._pure_log_probs)
+    self._hidden_forward_fn = hidden_forward_fn
     self._hidden_forward = None
 
-  def hidden_forward(self, weights, state, ids):
-    """(hidden (B, T, d), logits (B, T, V), state) for ids (B, T): the last
-    recurrent layer's outputs beside the logits (`pure_hidden_forward`),
-    jitted.
+  def pure_hidden_forward(self):
+    """(weights, state, ids (B, T)) -> (hidden (B, T, d), logits (B, T, V),
+    state), not jitted: the last recurrent layer's outputs beside the
+    logits (the module's `pure_hidden_forward` for a trax model).
 
     Raises:
       UserError: if the model is not recurrent.
     """
+    return self._hidden_forward_fn()
+
+  def hidden_forward(self, weights, state, ids):
+    """`pure_hidden_forward()`, jitted, applied to (weights, state, ids)."""
     if self._hidden_forward is None:
-      self._hidden_forward = jax.jit(pure_hidden_forward(self.model))
+      self._hidden_forward = jax.jit(self.pure_hidden_forward())
     return self._hidden_forward(weights, state, ids)
 
   def fresh_state(self, batch_size):
@@ -174,7 +213,6 @@ class Predictor:
     return self._fresh_states[batch_size]
 
   def _pure_log_probs(self, weights, state, inputs, targets):
-    from lm_trax import losses  # pylint: disable=g-import-not-at-top  (trax)
     logits, state = self.pure_forward(weights, state, inputs)
     # logsumexp - target logit, without writing the (B, T, V) log-softmax.
     return -losses.cross_entropy(logits, targets), state

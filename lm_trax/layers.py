@@ -123,23 +123,14 @@ class Recurrent(base.Layer):
     if not self._carry_state or initial[0].shape[0] != batch_size:
       initial = self.zero_state(batch_size)  # Static shapes: a trace-time test.
     initial = tuple(jax.lax.stop_gradient(s) for s in initial)
-
-    # (T, B, G*d), time-major: transpose the (smaller) input, then one flat
-    # (T*B, d_in) matmul for all steps (a 3-D dot is slower on XLA:CPU, see
-    # FlatDense). Back to back, the transposes of stacked layers cancel out.
-    length = x.shape[1]
-    x_tm = jnp.transpose(x, (1, 0, 2)).reshape((length * batch_size, -1))
-    x_proj = self._cell.matmul(x_tm, weights['w_x']) + weights['b']
-    x_proj = x_proj.reshape((length, batch_size, -1))
-    loop = (recurrence.recurrence if self._fast_backward
-            else recurrence.reference_recurrence)
-    recurrent = self._dropped(self._cell.recurrent(self.weights))
-    hs, final = loop(self._cell, x_proj, recurrent, initial)
+    weights.update(self._dropped(self._cell.recurrent(self.weights)))
+    hs, final = recurrence.layer(self._cell, x, weights, initial,
+                                 self._fast_backward)
     # Without carry_state the state keeps its initial, fixed shape (a new
     # shape per length bucket would mean a new compilation).
     if self._carry_state:
       self.state = tuple(jax.lax.stop_gradient(s) for s in final)
-    return jnp.transpose(hs, (1, 0, 2))  # (B, T, d)
+    return hs  # (B, T, d)
 
   def _dropped(self, recurrent):
     """The step's weights (a dict), the hidden-to-hidden matrices masked by

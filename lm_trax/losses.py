@@ -16,12 +16,13 @@ then writes the output gradient once, not a second time transposed (with
 both, the output layer and loss take half the time of tl.Dense + trax's
 loss). Same function, same gradient, within float rounding
 (tests/test_speed_equivalence.py).
+
+`cross_entropy` is plain JAX (exported models are scored with it, without
+trax); the loss layer imports trax when it is built.
 """
 
 import jax
 from jax import numpy as jnp
-from lm_trax import compat  # pylint: disable=unused-import,g-bad-import-order  (before trax)
-from trax import layers as tl
 
 
 @jax.custom_vjp
@@ -86,5 +87,8 @@ def WeightedCrossEntropy():  # pylint: disable=invalid-name
     global_mean = jax.lax.psum(jax.lax.stop_gradient(total),
                                'batch') / n_weights_all
     return this_device + jax.lax.stop_gradient(global_mean - this_device)
+  # Here, not above: cross_entropy scores exported models, without trax.
+  from lm_trax import compat  # pylint: disable=g-import-not-at-top,unused-import  (before trax)
+  from trax import layers as tl  # pylint: disable=g-import-not-at-top
   # trax's name: the training loss keeps its TensorBoard tag across versions.
   return tl.Fn('WeightedCategoryCrossEntropy', f)

@@ -20,6 +20,7 @@ the number format of every matmul; chosen by train.precision, not bound on
 the model). Models never import gin: lm_trax.configurables registers them.
 """
 
+import functools
 import inspect
 import numbers
 
@@ -272,6 +273,7 @@ def _named_model(name, cell, summary, **defaults):
     bound.apply_defaults()
     return RecurrentLM(cell=cell, **bound.arguments)
   model.__signature__ = signature
+  model.cell = cell
   model.__name__ = model.__qualname__ = name
   model.__doc__ = (f'{summary}\n\n  RecurrentLM(cell={cell!r}, ...) with '
                    'the same arguments but cell.\n')
@@ -338,6 +340,40 @@ def NPLM(vocab_size, d_model=60, d_hidden=200, n_context=4, n_layers=1,
       mlp,                                         # -> (B, T, V) [twice: +W x]
       [tl.Add()] if direct else [],                # logits (B, T, V)
   )
+
+
+def architecture(model_fn, vocab_size):
+  """What a bound model function builds, as plain values:
+  ('RecurrentLM' or 'NPLM', {hyperparameter: value}), every hyperparameter
+  given (defaults applied; a named model's cell spelled out, with its
+  options as the cell takes them). What lm_trax.exported rebuilds.
+
+  Raises:
+    ValueError: for a model function that is neither (a user's own).
+  """
+  func, bound = model_fn, {}
+  while isinstance(func, functools.partial):
+    bound = {**func.keywords, **bound}
+    func = func.func
+  bound['vocab_size'] = vocab_size
+  named_cell = getattr(func, 'cell', None)
+  if func is NPLM:
+    kind = 'NPLM'
+  elif func is RecurrentLM or named_cell:
+    kind = 'RecurrentLM'
+  else:
+    raise ValueError(f'{getattr(func, "__name__", func)} is neither '
+                     'RecurrentLM (LSTMLM, GRULM, RNNLM) nor NPLM')
+  arguments = inspect.signature(func).bind(**bound)
+  arguments.apply_defaults()
+  hyper = dict(arguments.arguments)
+  if named_cell:
+    hyper['cell'] = named_cell
+  if kind == 'RecurrentLM':
+    cell = _cell(hyper['cell'], hyper.get('forget_bias'), hyper['precision'])
+    hyper['cell_options'] = {name: getattr(cell, name)
+                             for name in cells.option_names(hyper['cell'])}
+  return kind, hyper
 
 
 LSTMLM = _named_model(

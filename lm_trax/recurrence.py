@@ -1,4 +1,9 @@
-"""The time loop of layers.Recurrent: a cell's step scanned over time.
+"""The time loop of a recurrent layer: a cell's step scanned over time.
+
+`layer(cell, x, weights, initial)` is a whole recurrent layer as a pure
+function, batch-major (B, T, d_in) in and (B, T, d) out: the trax layer
+(lm_trax.layers.Recurrent) and the trax-free forward of an exported model
+(lm_trax.exported) both run it.
 
 `recurrence(cell, x_proj, weights, initial)` runs any lm_trax.cells cell over
 time-major input projections and returns every hidden state and the final
@@ -26,6 +31,29 @@ import jax
 from jax import numpy as jnp
 
 from lm_trax import precision as precision_lib
+
+
+def layer(cell, x, weights, initial, fast_backward=True):
+  """A recurrent layer: (hs (B, T, d), final state) for inputs x (B, T, d_in).
+
+  weights: the cell's weights by name (cell.named), the recurrent ones as the
+  step is to read them (dropped, in training); initial: the state, a tuple
+  of (B, d) arrays. The input projection of all time steps is one flat
+  (T*B, d_in) @ (d_in, G*d) matmul (a 3-D dot is slower on XLA:CPU); only the
+  step runs in the time loop; fast_backward=False differentiates the scanned
+  step instead of the cell's hand-written backward pass.
+  """
+  batch_size, length = x.shape[0], x.shape[1]
+  # Time-major: transpose the (smaller) input; back to back, the transposes
+  # of stacked layers cancel out.
+  x_tm = jnp.transpose(x, (1, 0, 2)).reshape((length * batch_size, -1))
+  x_proj = cell.matmul(x_tm, weights['w_x']) + weights['b']
+  x_proj = x_proj.reshape((length, batch_size, -1))
+  recurrent = {name: w for name, w in weights.items()
+               if name not in ('w_x', 'b')}
+  loop = recurrence if fast_backward else reference_recurrence
+  hs, final = loop(cell, x_proj, recurrent, initial)
+  return jnp.transpose(hs, (1, 0, 2)), final
 
 
 def reference_recurrence(cell, x_proj, weights, initial):

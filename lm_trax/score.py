@@ -25,6 +25,7 @@ import numpy as np
 
 from lm_trax import cli
 from lm_trax import inference
+from lm_trax import opener
 from lm_trax import process
 from lm_trax import vocab as vocab_lib
 from lm_trax.errors import UserError, exit_with, is_whole_number, require
@@ -145,10 +146,8 @@ def main(argv=None):
   args = parser.parse_args(argv)
   process.set_up()
   try:
-    # Imported here, not above, so that the command answers --help without
-    # loading trax or TensorFlow.
-    from lm_trax import trained  # pylint: disable=g-import-not-at-top
-    run = trained.Run(args.output_dir, args.checkpoint, args.precision)
+    run = opener.open_model(args.output_dir, args.checkpoint,
+                               args.precision)
     if args.next is not None:
       for token, prob in next_tokens(run, args.next, args.top_k,
                                      args.skip_unknown):

@@ -39,6 +39,12 @@ class Run:
   The model runs in the precision it was trained in (train.precision), or in
   the one given (lm_trax.precision: the same float32 weights, matmuls in
   another number format).
+
+  Attributes:
+    output_dir, checkpoint (the model file), vocab, precision,
+    trained_precision; model_fn (the model function, hyperparameters and
+    precision bound), batching_settings and corpus_settings (the run's
+    Batching and Corpus arguments).
   """
 
   def __init__(self, output_dir, checkpoint=checkpoints.LATEST,
@@ -78,22 +84,22 @@ class Run:
                         f'config ({one_line(e)}); was it edited? run.json '
                         'records the command that trained the run') from None
       self.trained_precision = config.settings(training.train)['precision']
-      self._batching_settings = config.settings(data.Batching)
-      self._corpus_settings = config.settings(corpora.Corpus)
+      self.batching_settings = config.settings(data.Batching)
+      self.corpus_settings = config.settings(corpora.Corpus)
     self.precision = precision or self.trained_precision
     try:
-      self._model_fn = precision_lib.bind(model_fn, self.precision)
+      self.model_fn = precision_lib.bind(model_fn, self.precision)
     except ValueError as e:
       raise UserError(str(e)) from None
     self._predictor = None
 
   def batching(self):
     """The run's Batching."""
-    return data.Batching(**self._batching_settings)
+    return data.Batching(**self.batching_settings)
 
   def corpus(self, data_dir=None):
     """The run's Corpus, read from data_dir if given."""
-    settings = dict(self._corpus_settings)
+    settings = dict(self.corpus_settings)
     if data_dir:
       settings['data_dir'] = data_dir
     return corpora.Corpus(**settings)
@@ -106,7 +112,7 @@ class Run:
       UserError: if the checkpoint's weights do not fit the configured model.
     """
     if self._predictor is None:
-      self._predictor = inference.Predictor(self._model_fn, self.vocab,
+      self._predictor = inference.Predictor(self.model_fn, self.vocab,
                                             self.model().weights)
     return self._predictor
 
@@ -117,7 +123,7 @@ class Run:
     Raises:
       UserError: if the checkpoint's weights do not fit the configured model.
     """
-    model = self._model_fn(vocab_size=self.vocab.size, mode=mode,
+    model = self.model_fn(vocab_size=self.vocab.size, mode=mode,
                            carry_state=carry_state)
     signature = shapes.ShapeDtype((batch_size, seq_len), np.int32)
     _, init_state = model.init(signature)

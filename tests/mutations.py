@@ -118,6 +118,11 @@ MUTATIONS = (
           'divmod(int(step), self.steps_per_pass)'),),
         ('tests/test_data.py::test_the_rate_of_each_step_is_scaled_by_its_'
          'window_length',)),
+    Mutation(
+        'an exported model without its output bias', 'lm_trax/exported.py',
+        (("    logits = (logits + weights['output.bias']).reshape(",
+          "    logits = (logits + 0 * weights['output.bias']).reshape("),),
+        ('tests/test_export.py::test_exported_lstm_is_the_documented_layout',)),
 )
 
 

@@ -1,15 +1,19 @@
-"""notebooks/tour.ipynb runs top to bottom at tiny size, with real outputs.
+"""notebooks/tour.ipynb runs top to bottom at tiny size, with real outputs,
+and is stored with the outputs of one run at its default sizes.
 
 The notebook is executed once per session with nbclient (a Jupyter kernel on
 this Python), in a temporary directory, with LM_TRAX_TOUR_TINY=1: its
-parameter cell then picks smoke-test sizes. The tour trains on Penn Treebank
-from lm_trax's data directory (LM_TRAX_DATA_DIR, else ~/.cache/lm_trax/data;
-CI sets LM_TRAX_DATA_DIR in .ci/run).
+parameter cell then picks smoke-test sizes. nbclient clears each cell's
+stored outputs before it runs the cell, so the tests of the execution see
+only the tiny run's. The tour trains on Penn Treebank from lm_trax's data
+directory (LM_TRAX_DATA_DIR, else ~/.cache/lm_trax/data; CI sets
+LM_TRAX_DATA_DIR in .ci/run).
 """
 
 import json
 import math
 import pathlib
+import re
 
 import nbclient
 import nbformat
@@ -67,17 +71,32 @@ def _outputs(notebook, output_type):
           for output in cell.outputs if output.output_type == output_type]
 
 
-def test_the_stored_notebook_has_no_outputs():
-  # Outputs of a run at one size would go stale and bloat the diffs: the
-  # tour is stored clean, and this test is where it runs.
+def test_the_stored_notebook_shows_a_run_at_its_default_sizes():
+  # Stored with its outputs so that a code host shows the tour as it runs:
+  # one run, top to bottom, at the sizes a reader gets (not the tests' tiny
+  # ones). To store a new run: execute it outside the repository (runs/ is
+  # written beside the notebook), e.g. `jupyter nbconvert --to notebook
+  # --execute tour.ipynb` on a copy, and update the first cell's numbers.
   notebook = nbformat.read(NOTEBOOK, as_version=4)
   nbformat.validate(notebook)
-  executed_cells = [i for i, cell in enumerate(notebook.cells)
-                    if cell.cell_type == 'code' and
-                    (cell.outputs or cell.execution_count is not None)]
-  assert not executed_cells, (
-      f'cells {executed_cells} of {NOTEBOOK.name} hold outputs: clear them '
-      'before committing (Jupyter: Edit > Clear Outputs of All Cells)')
+  code = [cell for cell in notebook.cells if cell.cell_type == 'code']
+  assert [cell.execution_count for cell in code] == list(
+      range(1, len(code) + 1)), 'store one run, top to bottom'
+  assert not _outputs(notebook, 'error')
+  assert any('image/png' in output['data']
+             for output in _outputs(notebook, 'display_data'))
+  streams = _outputs(notebook, 'stream')
+  stdout = ''.join(o.text for o in streams if o.name == 'stdout')
+  stderr = ''.join(o.text for o in streams if o.name == 'stderr')
+  assert 'WARNING' not in stderr and 'Traceback' not in stderr, stderr
+  assert 'inputs (20, 20) int32' in stdout  # BATCH_SIZE, SEQ_LEN: not TINY's.
+  times = re.findall(r'^trained to step 1000 in ([\d:]+);', stdout, re.M)
+  ppls = re.findall(r'^\w+: test perplexity ([\d,.]+) ', stdout, re.M)
+  assert len(times) == len(ppls) == 2, stdout
+  # The first cell tells the reader when, where and what that run gave.
+  stated = notebook.cells[0].source
+  missing = [number for number in times + ppls if number not in stated]
+  assert not missing, f'the first cell of {NOTEBOOK.name}: state {missing}'
 
 
 def test_it_runs_without_errors_and_writes_its_runs_in_its_folder(executed):
@@ -86,6 +105,9 @@ def test_it_runs_without_errors_and_writes_its_runs_in_its_folder(executed):
   stderr = ''.join(output.text for output in _outputs(notebook, 'stream')
                    if output.name == 'stderr')
   assert 'ERROR' not in stderr and 'Traceback' not in stderr, stderr
+  stdout = ''.join(output.text for output in _outputs(notebook, 'stream')
+                   if output.name == 'stdout')
+  assert 'inputs (4, 8) int32' in stdout  # The tiny run's, not the stored.
   for name in ('nplm', 'lstm'):
     run = pathlib.Path(report['runs'][name])
     assert run == workdir / 'runs' / 'tour' / name

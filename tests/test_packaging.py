@@ -6,6 +6,7 @@ import importlib.metadata
 import importlib.util
 import os
 import pathlib
+import re
 import runpy
 import shutil
 import subprocess
@@ -119,6 +120,37 @@ def test_setup_py_installs_every_shipped_config(monkeypatch):
     declared.update(str(p.relative_to(REPO / 'gin'))
                     for pattern in patterns for p in folder.glob(pattern))
   assert sorted(declared) == SHIPPED
+
+
+def test_every_extra_the_docs_install_is_declared(monkeypatch):
+  """`pip install -e '.[x,y]'` in README.md, docs/ and the tour names extras
+  that setup.py declares, and the notebook extra opens and runs the tour."""
+  extras = _setup_arguments(monkeypatch)['extras_require']
+  pages = [REPO / 'README.md', REPO / 'notebooks' / 'tour.ipynb'] + sorted(
+      (REPO / 'docs').glob('*.md'))
+  named = {(page.name, extra) for page in pages
+           for extras_named in re.findall(r"pip install -e '\.\[([\w,-]+)\]'",
+                                          page.read_text())
+           for extra in extras_named.split(',')}
+  assert ('README.md', 'notebook') in named
+  undeclared = sorted(pair for pair in named if pair[1] not in extras)
+  assert not undeclared, f'setup.py EXTRAS_REQUIRE has no {undeclared}'
+  # `jupyter lab`, and the kernel it runs the tour on.
+  notebook = {re.match(r'[\w-]+', r)[0] for r in extras['notebook']}
+  assert {'jupyterlab', 'ipykernel'} <= notebook
+
+
+def test_the_long_description_has_no_relative_links(monkeypatch):
+  """An index page cannot follow the README's links into the source tree:
+  setup.py writes them as paths; absolute links and the README's text stay."""
+  description = _setup_arguments(monkeypatch)['long_description']
+  links = re.findall(r'\]\(([^)\s]+)\)', description)
+  assert [link for link in links if not link.startswith(('http://',
+                                                         'https://'))] == []
+  readme = (REPO / 'README.md').read_text()
+  assert re.findall(r'\]\((docs/[^)]+)\)', readme)  # There were some.
+  assert '`docs/sharing.md`' in description
+  assert description.count('\n') == readme.count('\n')
 
 
 def _can_build_wheels():

@@ -10,7 +10,6 @@ The file, empty, stays in the temporary directory: removing it while another
 worker may still open it would give that worker a lock of its own.
 """
 
-import os
 import pathlib
 import tempfile
 
@@ -28,7 +27,11 @@ def pytest_configure(config):
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):  # pylint: disable=unused-argument
-  run = os.environ.get('PYTEST_XDIST_TESTRUNUID')  # The same in every worker.
+  # The run's id, the same in every worker; none without xdist. Not
+  # $PYTEST_XDIST_TESTRUNUID: a pytest that a test starts inherits it, and an
+  # `alone` test there would wait forever for the shared lock of the test
+  # that waits for it.
+  run = getattr(item.config, 'workerinput', {}).get('testrunuid')
   if not run:
     yield
     return
