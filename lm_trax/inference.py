@@ -173,7 +173,7 @@ class Predictor:
       if hidden_forward is None:
         raise _not_recurrent()
       return hidden_forward
-    predictor._set_up(vocab, forward, state, weights, hidden)  # pylint: disable=protected-access
+    predictor._set_up(vocab, forward, state, weights, hidden)
     predictor.model = None
     return predictor
 
