@@ -17,6 +17,8 @@ from lm_trax import compat
 from lm_trax import process
 from lm_trax.errors import UserError
 
+from conftest import REPO  # pylint: disable=g-bad-import-order
+
 
 def test_a_tree_unflatten_with_array_leaves():
   """trax's version compares jax.Arrays with () and raises (Loop resume)."""
@@ -34,11 +36,20 @@ def test_a_tree_unflatten_with_array_leaves():
 
 
 def test_c_trax_trainer_imports():
-  """trax.trainer imports jax.lib.xla_extension, gone from current JAX."""
-  import trax.trainer  # pylint: disable=g-import-not-at-top,unused-import
-  from jax.lib import xla_extension  # pylint: disable=g-import-not-at-top
-  assert callable(xla_extension.get_distributed_runtime_client)
-  assert callable(xla_extension.get_distributed_runtime_service)
+  """trax.trainer imports jax.lib.xla_extension, gone from current JAX.
+
+  In a fresh process: trax.trainer defines absl flags (--output_dir, ...)
+  that lm_trax's train command, which other test files import, defines too.
+  """
+  code = ('from lm_trax import compat\n'
+          'import trax.trainer\n'
+          'from jax.lib import xla_extension\n'
+          'assert callable(xla_extension.get_distributed_runtime_client)\n'
+          'assert callable(xla_extension.get_distributed_runtime_service)\n')
+  result = subprocess.run([sys.executable, '-c', code], cwd=REPO,
+                          capture_output=True, text=True, timeout=300,
+                          check=False)
+  assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_d_assert_shape_reads_no_source_while_trax_imports():
