@@ -100,9 +100,8 @@ class LanguageModel:
                              tuple(evaluate), data_dir, progress=False)
 
   def _checkpoint(self):
-    """The checkpoint this model was loaded from, as export names it."""
-    name = self.run.checkpoint.parent.name
-    return int(name.rsplit('-', 1)[1]) if '-' in name else name
+    """The step of the checkpoint this model was loaded from."""
+    return checkpoints.step_of(self.run.checkpoint.parent)
 
   def perplexity(self, split=None, text=None, batch_size=None, data_dir=None,
                  cache=None, dynamic=None):

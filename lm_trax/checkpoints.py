@@ -189,13 +189,19 @@ def parse_choice(text):
                    f'{text!r}')
 
 
+def step_of(directory):
+  """The step of a checkpoint directory (step-N or best-N), or None."""
+  match = _STEP_DIR.match(pathlib.Path(directory).name)
+  return int(match.group(2)) if match else None
+
+
 def saved_steps(output_dir):
   """The steps of the checkpoint directories kept in a run, ascending."""
   base = root(output_dir)
   if not base.is_dir():
     return []
-  return sorted({int(m.group(2)) for m in (_STEP_DIR.match(d.name)
-                                           for d in base.iterdir()) if m})
+  return sorted({step for step in map(step_of, base.iterdir())
+                 if step is not None})
 
 
 def describe(output_dir):
@@ -205,7 +211,7 @@ def describe(output_dir):
   for kind in (LATEST, BEST):
     directory = pointed(output_dir, kind)
     if directory is not None:
-      parts.append(f'{kind} (step {int(_STEP_DIR.match(directory.name).group(2))})')
+      parts.append(f'{kind} (step {step_of(directory)})')
   steps = saved_steps(output_dir)
   if steps:
     parts.append('steps ' + ', '.join(str(s) for s in steps))

@@ -17,15 +17,16 @@ installed: lm_trax.load(OUT), or any command with --output_dir OUT.
 import datetime
 import json
 import math
-import os
 import pathlib
 import secrets
 import shlex
 import shutil
 import sys
 
+from lm_trax import checkpoints
 from lm_trax import cli
 from lm_trax import exported
+from lm_trax import files
 from lm_trax import process
 from lm_trax.errors import UserError, exit_with
 
@@ -133,7 +134,7 @@ def _config(run, architecture, hyperparameters, weights):
       'source': {
           'run': str(run.output_dir.resolve()),
           'checkpoint': run.checkpoint.parent.name,
-          'step': _step(run),
+          'step': checkpoints.step_of(run.checkpoint.parent),
           'command': starts[0].get('command') if starts else None,
           'trained': [start.get('time') for start in starts],
           'machine': starts[-1].get('machine') if starts else None,
@@ -143,13 +144,6 @@ def _config(run, architecture, hyperparameters, weights):
       },
       'validation': _best_validation(run.output_dir),
   }
-
-
-def _step(run):
-  try:
-    return int(run.checkpoint.parent.name.rsplit('-', 1)[-1])
-  except ValueError:
-    return None
 
 
 def _best_validation(output_dir):
@@ -169,18 +163,13 @@ def _best_validation(output_dir):
 
 def _write(directory, run, config, weights):
   from safetensors import numpy as safetensors_numpy  # pylint: disable=g-import-not-at-top
+  # Through lm_trax.files, not safetensors' save_file, which creates 0600
+  # files: this one takes the umask's permissions, as every other.
+  data = safetensors_numpy.save(weights, metadata={'format': exported.FORMAT})
   path = directory / exported.WEIGHTS_FILE
-  safetensors_numpy.save_file(weights, str(path),
-                              metadata={'format': exported.FORMAT})
-  path.chmod(0o666 & ~_umask())  # safetensors writes 0600: others may read.
+  files.commit({path: files.stage(path, lambda f: f.write(data))})
   run.vocab.save(directory)
   _write_config(directory, config)
-
-
-def _umask():
-  mask = os.umask(0)
-  os.umask(mask)
-  return mask
 
 
 def _write_config(directory, config):
