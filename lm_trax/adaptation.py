@@ -365,11 +365,13 @@ def adapted_log_probs(predictor, ids, cache=None, dynamic=None,
   run = _compiled_run(predictor, cache is not None,
                       dynamic.rule if dynamic else None)
   pieces = []
+  reporter = inference.CompletedProgress(progress)
   for k in range(n_calls):
     carry, log_probs = run(constants, carry, inputs[k], targets[k], mask[k])
-    pieces.append(log_probs)  # Stays on device: calls queue up, no sync.
-    if progress is not None:
-      progress(min(per_call * segment, n - k * per_call * segment))
+    pieces.append(log_probs)  # Stays on device: calls queue up.
+    reporter.queued(log_probs, min(per_call * segment,
+                                   n - k * per_call * segment))
+  reporter.finish()
   return np.concatenate([np.asarray(p, np.float64).reshape(-1)
                          for p in pieces])[:n]
 
@@ -458,12 +460,13 @@ def gradient_statistics(predictor, train_ids, segment, max_tokens=None,
   run = _compiled_statistics(predictor)
   state = predictor.fresh_state(rows)
   sums = jax.tree_util.tree_map(jnp.zeros_like, predictor.weights)
+  reporter = inference.CompletedProgress(progress)
   for k in range(0, n_batches, per_call):
     window = slice(k, k + per_call)
     state, sums = run(predictor.weights, state, sums, inputs[window],
                       targets[window])
-    if progress is not None:
-      progress(per_call * rows * segment)
+    reporter.queued(sums, per_call * rows * segment)
+  reporter.finish()
   rms = jax.tree_util.tree_map(lambda s: jnp.sqrt(s / n_batches), sums)
   total = sum(jnp.mean(r) for r in jax.tree_util.tree_leaves(rms))
   rate = jax.tree_util.tree_map(lambda r: r / total, rms)

@@ -86,6 +86,39 @@ def _not_recurrent():
                    'run\'s model has no recurrent layer (an NPLM?)')
 
 
+class CompletedProgress:
+  """Reports the tokens of a queued compiled call once it has been computed.
+
+  JAX returns from a call before computing it, so a loop of calls counted at
+  dispatch runs a progress bar ahead of the work (most of a split in its
+  first seconds). Here call k's tokens are reported once call k has finished,
+  waited for only after call k + 1 is queued, so the device is never idle.
+
+    reporter = CompletedProgress(progress)   # progress: callable(n) or None
+    for ...: out = run(...); reporter.queued(out, n_tokens)
+    reporter.finish()
+  """
+
+  def __init__(self, progress):
+    self._progress = progress
+    self._pending = None
+
+  def queued(self, result, n_tokens):
+    """result: the call's output (any tree of arrays), n_tokens: its work."""
+    if self._progress is None:
+      return
+    self.finish()
+    self._pending = (result, n_tokens)
+
+  def finish(self):
+    """Waits for the last queued call and reports it."""
+    if self._pending is not None:
+      result, n_tokens = self._pending
+      self._pending = None
+      jax.block_until_ready(result)
+      self._progress(n_tokens)
+
+
 def primed(eos_id, ids):
   """The model's inputs for predicting ids: (T,) -> (T + 1,) int32, the
   end-of-line id first (see the module docstring). A character vocabulary
@@ -241,13 +274,14 @@ class Predictor:
     inputs[:n], targets[:n] = primed(self.vocab.eos_id, ids)[:-1], ids
     state = self.fresh_state(1)
     pieces = []
+    reporter = CompletedProgress(progress)
     for k in range(n_chunks):
       window = slice(k * chunk_len, (k + 1) * chunk_len)
       log_probs, state = self.log_probs(state, inputs[None, window],
                                         targets[None, window])
-      pieces.append(log_probs)  # Stays on device: calls queue up, no sync.
-      if progress is not None:
-        progress(min(chunk_len, n - k * chunk_len))
+      pieces.append(log_probs)  # Stays on device: calls queue up.
+      reporter.queued(log_probs, min(chunk_len, n - k * chunk_len))
+    reporter.finish()
     return np.concatenate([np.asarray(p[0], np.float64) for p in pieces])[:n]
 
   def lines_log_probs(self, lines, batch_size, progress=None):

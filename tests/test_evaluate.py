@@ -11,6 +11,7 @@ import pytest
 from lm_trax import corpora
 from lm_trax import evaluate
 from lm_trax import evaluation
+from lm_trax import inference
 from lm_trax import run_dir
 from lm_trax import score
 from lm_trax import trained
@@ -40,6 +41,45 @@ def _brute_force_log_probs(run, ids):
                               jax.random.PRNGKey(0))
     result.append(float(jax.nn.log_softmax(logits[0, -1])[ids[t]]))
   return np.array(result)
+
+
+class _QueuedResult:
+  """Stands for a compiled call's output: records when it is waited for."""
+
+  def __init__(self, k, events):
+    self.k, self.events = k, events
+
+  def block_until_ready(self):
+    self.events.append(('computed', self.k))
+    return self
+
+
+def test_progress_counts_a_call_once_it_is_computed():
+  events = []
+  reporter = inference.CompletedProgress(
+      lambda n: events.append(('reported', n)))
+  for k in range(3):
+    events.append(('queued', k))
+    reporter.queued(_QueuedResult(k, events), 10 * (k + 1))
+  reporter.finish()
+  # Call k is reported after it is computed, and waited for only once call
+  # k + 1 is queued.
+  assert events == [('queued', 0), ('queued', 1), ('computed', 0),
+                    ('reported', 10), ('queued', 2), ('computed', 1),
+                    ('reported', 20), ('computed', 2), ('reported', 30)]
+  # Without a progress callable nothing is waited for.
+  quiet = []
+  inference.CompletedProgress(None).queued(_QueuedResult(0, quiet), 5)
+  assert not quiet
+
+
+def test_stream_progress_reports_every_token_once(word_run):
+  ids = trained.Run(word_run).vocab.encode('the cat sees the ball\n' * 3)
+  reported = []
+  trained.Run(word_run).predictor().stream_log_probs(
+      ids, chunk_len=7, progress=reported.append)
+  assert reported == [7] * (len(ids) // 7) + (
+      [len(ids) % 7] if len(ids) % 7 else [])
 
 
 @pytest.mark.parametrize('which', ['word_run', 'nplm_run'])
