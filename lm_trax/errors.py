@@ -36,6 +36,20 @@ def one_line(error):
   return message.split(" In call to configurable '")[0]
 
 
+# A command stopped by Ctrl-C exits as the shell reports SIGINT: 128 + 2.
+INTERRUPTED_STATUS = 130
+
+
+def exit_interrupted(verbose=False):
+  """Ctrl-C in a command that writes nothing half-done: one line, no
+  traceback (unless verbose)."""
+  if verbose:
+    raise KeyboardInterrupt
+  # On a line of its own, after a progress bar's or the terminal's '^C'.
+  print('\ninterrupted', file=sys.stderr)
+  sys.exit(INTERRUPTED_STATUS)
+
+
 def exit_with(error, verbose=False, status=2):
   """Prints `error` as one line (or a traceback if verbose) and exits."""
   if verbose:

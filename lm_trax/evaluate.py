@@ -43,7 +43,7 @@ import time
 
 from lm_trax import cli
 from lm_trax import process
-from lm_trax.errors import UserError, exit_with
+from lm_trax.errors import UserError, exit_interrupted, exit_with
 
 
 def evaluate(output_dir, split='valid', batch_size=None, data_dir=None,
@@ -225,6 +225,8 @@ def main(argv=None):
     print(result.line(), flush=True)
   except UserError as e:
     exit_with(e, args.verbose)
+  except KeyboardInterrupt:
+    exit_interrupted(args.verbose)
 
 
 if __name__ == '__main__':

@@ -28,7 +28,7 @@ from lm_trax import cli
 from lm_trax import exported
 from lm_trax import files
 from lm_trax import process
-from lm_trax.errors import UserError, exit_with
+from lm_trax.errors import UserError, exit_interrupted, exit_with
 
 SPLITS = ('train', 'valid', 'test')
 # Hyperparameters that are not the model's but the run's way of building it.
@@ -331,6 +331,8 @@ def main(argv=None):
           file=sys.stderr)
   except UserError as e:
     exit_with(e, args.verbose)
+  except KeyboardInterrupt:
+    exit_interrupted(args.verbose)
 
 
 if __name__ == '__main__':

@@ -59,6 +59,7 @@ from lm_trax import inference
 from lm_trax import opener
 from lm_trax import process
 from lm_trax import vocab as vocab_lib
+from lm_trax.errors import exit_interrupted
 from lm_trax.errors import exit_with
 from lm_trax.errors import is_real_number
 from lm_trax.errors import is_whole_number
@@ -423,6 +424,8 @@ def main(argv=None):
     _write_samples(samples)
   except UserError as e:
     exit_with(e, args.verbose)
+  except KeyboardInterrupt:
+    exit_interrupted(args.verbose)
 
 
 if __name__ == '__main__':

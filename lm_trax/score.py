@@ -28,7 +28,8 @@ from lm_trax import inference
 from lm_trax import opener
 from lm_trax import process
 from lm_trax import vocab as vocab_lib
-from lm_trax.errors import UserError, exit_with, is_whole_number, require
+from lm_trax.errors import UserError, exit_interrupted, exit_with
+from lm_trax.errors import is_whole_number, require
 
 
 @dataclasses.dataclass
@@ -173,6 +174,8 @@ def main(argv=None):
               f'{s.text}')
   except UserError as e:
     exit_with(e, args.verbose)
+  except KeyboardInterrupt:
+    exit_interrupted(args.verbose)
 
 
 if __name__ == '__main__':

@@ -129,6 +129,12 @@ MUTATIONS = (
         (('      jax.block_until_ready(result)\n', ''),),
         ('tests/test_evaluate.py::test_progress_counts_a_call_once_it_is_'
          'computed',)),
+    Mutation(
+        'Ctrl-C in evaluate left to a traceback', 'lm_trax/evaluate.py',
+        (('  except KeyboardInterrupt:\n    exit_interrupted(args.verbose)\n',
+          ''),),
+        ('tests/test_reliability.py::test_ctrl_c_in_a_command_is_one_line_'
+         'and_the_sigint_status',)),
 )
 
 

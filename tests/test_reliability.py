@@ -404,3 +404,32 @@ def test_a_bad_argument_is_two_lines_not_the_whole_usage(module, argv,
   assert len(lines) == 2, lines
   assert lines[0].startswith(f'python -m lm_trax.{module}: error: ')
   assert lines[1] == f'python -m lm_trax.{module} --help lists the options'
+
+
+def _interrupt(*args, **kwargs):
+  raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize('command, patched, argv', [
+    ('evaluate', 'lm_trax.evaluate.evaluate_points', ['--output_dir', 'RUN']),
+    ('score', 'lm_trax.opener.open_model', ['--output_dir', 'RUN', '--next',
+                                            'the']),
+    ('generate', 'lm_trax.opener.open_model', ['--output_dir', 'RUN',
+                                               '--seed', '1']),
+    ('export', 'lm_trax.export.export', ['RUN', 'OUT']),
+])
+def test_ctrl_c_in_a_command_is_one_line_and_the_sigint_status(
+    command, patched, argv, monkeypatch, capsys):
+  module = importlib.import_module(f'lm_trax.{command}')
+  monkeypatch.setattr(patched, _interrupt)
+  try:
+    module.main(argv)
+    status = None
+  except SystemExit as e:
+    status = e.code
+  except KeyboardInterrupt:  # Not raised on: pytest would stop the session.
+    status = 'a traceback'
+  assert status == 128 + signal.SIGINT
+  assert capsys.readouterr().err.strip().splitlines() == ['interrupted']
+  with pytest.raises(KeyboardInterrupt):  # --verbose keeps the traceback.
+    module.main(argv + ['--verbose'])
