@@ -1,5 +1,6 @@
 """Errors a user can cause, reported as one line that names the fix."""
 
+import contextlib
 import numbers
 import sys
 
@@ -56,3 +57,16 @@ def exit_with(error, verbose=False, status=2):
     raise error
   print(f'error: {one_line(error)}', file=sys.stderr)
   sys.exit(status)
+
+
+@contextlib.contextmanager
+def reported(verbose=False):
+  """The body of a command that writes nothing half-done: a UserError ends
+  it as one line and status 2 (exit_with), Ctrl-C as 'interrupted' and
+  status 130 (exit_interrupted); verbose keeps the tracebacks."""
+  try:
+    yield
+  except UserError as error:
+    exit_with(error, verbose)
+  except KeyboardInterrupt:
+    exit_interrupted(verbose)

@@ -42,8 +42,9 @@ import sys
 import time
 
 from lm_trax import cli
+from lm_trax import errors
 from lm_trax import process
-from lm_trax.errors import UserError, exit_interrupted, exit_with
+from lm_trax.errors import UserError
 
 
 def evaluate(output_dir, split='valid', batch_size=None, data_dir=None,
@@ -196,7 +197,7 @@ def main(argv=None):
   _add_adaptation_arguments(parser)
   args = parser.parse_args(argv)
   process.set_up()
-  try:
+  with errors.reported(args.verbose):
     points = adaptation_from_args(args)
     search = len(points) > 1
     if search and args.split != 'valid':
@@ -223,10 +224,6 @@ def main(argv=None):
             f'({result.tokens / result.seconds:,.0f} tokens/s, compilation '
             'included)', file=sys.stderr)
     print(result.line(), flush=True)
-  except UserError as e:
-    exit_with(e, args.verbose)
-  except KeyboardInterrupt:
-    exit_interrupted(args.verbose)
 
 
 if __name__ == '__main__':

@@ -25,10 +25,11 @@ import sys
 
 from lm_trax import checkpoints
 from lm_trax import cli
+from lm_trax import errors
 from lm_trax import exported
 from lm_trax import files
 from lm_trax import process
-from lm_trax.errors import UserError, exit_interrupted, exit_with
+from lm_trax.errors import UserError
 
 SPLITS = ('train', 'valid', 'test')
 # Hyperparameters that are not the model's but the run's way of building it.
@@ -323,16 +324,12 @@ def main(argv=None):
                       help='show a traceback on errors')
   args = parser.parse_args(argv)
   process.set_up()
-  try:
+  with errors.reported(args.verbose):
     splits = tuple(s for s in args.evaluate.split(',') if s)
     out = export(args.run, args.out, args.checkpoint, splits, args.data_dir)
     print(f'exported {args.run} to {out}: lm_trax.load({str(out)!r}), or '
           f'--output_dir {out} with evaluate, score and generate',
           file=sys.stderr)
-  except UserError as e:
-    exit_with(e, args.verbose)
-  except KeyboardInterrupt:
-    exit_interrupted(args.verbose)
 
 
 if __name__ == '__main__':

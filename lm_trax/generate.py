@@ -55,12 +55,11 @@ from jax import numpy as jnp
 import numpy as np
 
 from lm_trax import cli
+from lm_trax import errors
 from lm_trax import inference
 from lm_trax import opener
 from lm_trax import process
 from lm_trax import vocab as vocab_lib
-from lm_trax.errors import exit_interrupted
-from lm_trax.errors import exit_with
 from lm_trax.errors import is_real_number
 from lm_trax.errors import is_whole_number
 from lm_trax.errors import require
@@ -405,7 +404,7 @@ def main(argv=None):
                       '(characters) or sentence (words)')
   args = parser.parse_args(argv)
   process.set_up()
-  try:
+  with errors.reported(args.verbose):
     check_options(args.length, args.temperature, args.top_k, args.top_p,
                   args.num_samples)
     seed = args.seed
@@ -422,10 +421,6 @@ def main(argv=None):
                        args.stop_at_eos)
     _log(f'total {time.time() - started:.1f} s (loading included)')
     _write_samples(samples)
-  except UserError as e:
-    exit_with(e, args.verbose)
-  except KeyboardInterrupt:
-    exit_interrupted(args.verbose)
 
 
 if __name__ == '__main__':

@@ -24,11 +24,12 @@ import sys
 import numpy as np
 
 from lm_trax import cli
+from lm_trax import errors
 from lm_trax import inference
 from lm_trax import opener
 from lm_trax import process
 from lm_trax import vocab as vocab_lib
-from lm_trax.errors import UserError, exit_interrupted, exit_with
+from lm_trax.errors import UserError
 from lm_trax.errors import is_whole_number, require
 
 
@@ -146,7 +147,7 @@ def main(argv=None):
                       help='drop tokens outside the vocabulary')
   args = parser.parse_args(argv)
   process.set_up()
-  try:
+  with errors.reported(args.verbose):
     run = opener.open_model(args.output_dir, args.checkpoint,
                                args.precision)
     if args.next is not None:
@@ -172,10 +173,6 @@ def main(argv=None):
       else:
         print(f'logprob={s.logprob:.4f}\ttokens={s.tokens}\tppl={s.ppl:.2f}\t'
               f'{s.text}')
-  except UserError as e:
-    exit_with(e, args.verbose)
-  except KeyboardInterrupt:
-    exit_interrupted(args.verbose)
 
 
 if __name__ == '__main__':

@@ -130,8 +130,8 @@ MUTATIONS = (
         ('tests/test_evaluate.py::test_progress_counts_a_call_once_it_is_'
          'computed',)),
     Mutation(
-        'Ctrl-C in evaluate left to a traceback', 'lm_trax/evaluate.py',
-        (('  except KeyboardInterrupt:\n    exit_interrupted(args.verbose)\n',
+        'Ctrl-C in a command left to a traceback', 'lm_trax/errors.py',
+        (('  except KeyboardInterrupt:\n    exit_interrupted(verbose)\n',
           ''),),
         ('tests/test_reliability.py::test_ctrl_c_in_a_command_is_one_line_'
          'and_the_sigint_status',)),

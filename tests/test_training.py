@@ -37,8 +37,8 @@ def test_the_shipped_configs_are_the_expected_ones():
   assert EXPERIMENTS == ['enwik8_lstm.gin', 'ptb_awd_lstm.gin',
                          'ptb_char_lstm.gin', 'ptb_gru.gin', 'ptb_lstm.gin',
                          'ptb_lstm_large.gin', 'ptb_lstm_medium.gin',
-                         'ptb_lstm_tied.gin', 'ptb_mgu.gin', 'ptb_nplm.gin',
-                         'ptb_nplm_direct.gin',
+                         'ptb_lstm_tied.gin', 'ptb_lstm_tied_400.gin',
+                         'ptb_mgu.gin', 'ptb_nplm.gin', 'ptb_nplm_direct.gin',
                          'shakespeare_char.gin', 'shakespeare_gru.gin',
                          'shakespeare_lstm.gin', 'shakespeare_subword.gin',
                          'text8_lstm.gin', 'wikitext2_lstm_tied.gin']
